@@ -1,0 +1,193 @@
+//! Blocks: the 96-byte header in a fixed binary layout, the tx list and the Merkle root.
+
+use super::crypto::{BlockHash, Hash, TxId};
+use super::tx::Tx;
+use serde::{Deserialize, Serialize};
+
+/// Length of an encoded header.
+pub const HEADER_LEN: usize = 96;
+/// The only header version this code makes and accepts.
+pub const BLOCK_VERSION: u32 = 1;
+
+/// A block header. Layout (little-endian integers), 96 bytes:
+/// `version u32 | height u64 | prev [32] | merkle [32] | time u64 | bits u32 | nonce u64`.
+/// The first 64 bytes stay fixed while mining and the nonce sits in the last 8, so a miner
+/// hashes the first 64 bytes once and each nonce costs one SHA-256 compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Header format version.
+    pub version: u32,
+    /// Height: the parent's plus one (genesis is 0).
+    pub height: u64,
+    /// Hash of the parent block.
+    pub prev: BlockHash,
+    /// Merkle root of the tx ids.
+    pub merkle: Hash,
+    /// Timestamp in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Difficulty: required leading zero bits of the block hash.
+    pub bits: u32,
+    /// Proof-of-work nonce.
+    pub nonce: u64,
+}
+
+/// Offset of the nonce inside the encoded header.
+pub const NONCE_OFFSET: usize = 88;
+
+impl Header {
+    /// The fixed 96-byte encoding.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&self.version.to_le_bytes());
+        b[4..12].copy_from_slice(&self.height.to_le_bytes());
+        b[12..44].copy_from_slice(&self.prev.0);
+        b[44..76].copy_from_slice(&self.merkle.0);
+        b[76..84].copy_from_slice(&self.time.to_le_bytes());
+        b[84..88].copy_from_slice(&self.bits.to_le_bytes());
+        b[88..96].copy_from_slice(&self.nonce.to_le_bytes());
+        b
+    }
+
+    /// Decodes the fixed 96-byte encoding.
+    pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Header {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let h32 = |i: usize| {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(&b[i..i + 32]);
+            Hash(a)
+        };
+        Header {
+            version: u32_at(0),
+            height: u64_at(4),
+            prev: h32(12),
+            merkle: h32(44),
+            time: u64_at(76),
+            bits: u32_at(84),
+            nonce: u64_at(88),
+        }
+    }
+
+    /// The block hash: one SHA-256 of the 96 header bytes.
+    pub fn hash(&self) -> BlockHash {
+        Hash::digest(&self.to_bytes())
+    }
+}
+
+impl Serialize for Header {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Header, D::Error> {
+        let bytes: [u8; HEADER_LEN] = crate::codec::fixed::deserialize(d)?;
+        Ok(Header::from_bytes(&bytes))
+    }
+}
+
+/// A block: header and transactions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// The header.
+    pub header: Header,
+    /// The transactions, applied in this order.
+    pub txs: Vec<Tx>,
+}
+
+impl Block {
+    /// The block hash.
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// Size for the block-size limit: header plus each tx's signed bytes and signature.
+    pub fn size(&self) -> usize {
+        HEADER_LEN + self.txs.iter().map(Tx::size).sum::<usize>()
+    }
+
+    /// The Merkle root of this block's txs, as the header should state it.
+    pub fn compute_merkle(&self) -> Hash {
+        let ids: Vec<TxId> = self.txs.iter().map(Tx::id).collect();
+        merkle_root(&ids)
+    }
+}
+
+/// Merkle root over tx ids, with domain-separated leaves and nodes (RFC 6962 style) and an
+/// odd node promoted unchanged, so no two different id lists share a root.
+pub fn merkle_root(ids: &[TxId]) -> Hash {
+    if ids.is_empty() {
+        return Hash::digest(b"");
+    }
+    let mut level: Vec<Hash> = ids
+        .iter()
+        .map(|id| {
+            let mut b = [0u8; 33];
+            b[1..].copy_from_slice(&id.0);
+            Hash::digest(&b)
+        })
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => {
+                    let mut b = [0u8; 65];
+                    b[0] = 1;
+                    b[1..33].copy_from_slice(&l.0);
+                    b[33..].copy_from_slice(&r.0);
+                    Hash::digest(&b)
+                }
+                [one] => *one,
+                _ => Hash::default(),
+            })
+            .collect();
+    }
+    level[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    fn header() -> Header {
+        Header {
+            version: 1,
+            height: 5,
+            prev: Hash::digest(b"p"),
+            merkle: Hash::digest(b"m"),
+            time: 123,
+            bits: 8,
+            nonce: u64::MAX - 3,
+        }
+    }
+
+    #[test]
+    fn header_layout_round_trips() {
+        let h = header();
+        let b = h.to_bytes();
+        assert_eq!(Header::from_bytes(&b), h);
+        assert_eq!(&b[NONCE_OFFSET..], &h.nonce.to_le_bytes());
+        let back: Header = codec::decode(&codec::encode(&h), 200).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn merkle_distinguishes_lists() {
+        let ids: Vec<Hash> = (0..5u8).map(|i| Hash::digest(&[i])).collect();
+        let r3 = merkle_root(&ids[..3]);
+        assert_ne!(r3, merkle_root(&ids[..2]));
+        assert_ne!(r3, merkle_root(&[ids[0], ids[1], ids[2], ids[2]]));
+        assert_ne!(
+            merkle_root(&[ids[0], ids[1]]),
+            merkle_root(&[ids[1], ids[0]])
+        );
+        assert_ne!(merkle_root(&[]), merkle_root(&ids[..1]));
+    }
+}

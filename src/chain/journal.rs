@@ -1,0 +1,147 @@
+//! The journal of this node's own writes that are not yet confirmed, so that a crash of
+//! the node does not lose a write it already acknowledged with a receipt.
+
+use super::crypto::TxId;
+use super::log::FrameLog;
+use super::tx::Tx;
+use crate::codec::{self, MAX_MESSAGE_BYTES};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+/// File name of the journal inside a data dir.
+pub const JOURNAL_FILE: &str = "journal.log";
+/// Compact the file once this many finished entries have piled up.
+const COMPACT_AFTER: usize = 1024;
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Add(Tx),
+    Done(TxId),
+}
+
+/// Own writes that were accepted but are not yet confirmed.
+#[derive(Debug)]
+pub struct Journal {
+    log: FrameLog,
+    pending: HashMap<TxId, (u64, Tx)>,
+    next: u64,
+    finished: usize,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` and returns it with the pending writes, oldest first.
+    pub fn open(dir: &Path) -> io::Result<(Journal, Vec<Tx>)> {
+        let (log, frames, _) = FrameLog::open(&dir.join(JOURNAL_FILE))?;
+        let mut journal = Journal {
+            log,
+            pending: HashMap::new(),
+            next: 0,
+            finished: 0,
+        };
+        for frame in frames {
+            match codec::decode::<Record>(&frame, MAX_MESSAGE_BYTES) {
+                Ok(Record::Add(tx)) => {
+                    journal.pending.insert(tx.id(), (journal.next, tx));
+                    journal.next += 1;
+                }
+                Ok(Record::Done(id)) => {
+                    journal.pending.remove(&id);
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable journal record"),
+            }
+        }
+        journal.compact()?;
+        let pending = journal.pending();
+        Ok((journal, pending))
+    }
+
+    /// The pending writes, oldest first.
+    pub fn pending(&self) -> Vec<Tx> {
+        let mut list: Vec<_> = self.pending.values().collect();
+        list.sort_by_key(|(seq, _)| *seq);
+        list.into_iter().map(|(_, tx)| tx.clone()).collect()
+    }
+
+    /// Records a new own write (on disk before this returns).
+    pub fn add(&mut self, tx: &Tx) -> io::Result<()> {
+        if self.pending.contains_key(&tx.id()) {
+            return Ok(());
+        }
+        self.log.append(&codec::encode(&Record::Add(tx.clone())))?;
+        self.pending.insert(tx.id(), (self.next, tx.clone()));
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Records that a write is confirmed (or finally failed) and need not be kept.
+    pub fn done(&mut self, id: &TxId) -> io::Result<()> {
+        if self.pending.remove(id).is_none() {
+            return Ok(());
+        }
+        self.log.append(&codec::encode(&Record::Done(*id)))?;
+        self.finished += 1;
+        if self.finished >= COMPACT_AFTER {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> io::Result<()> {
+        let frames: Vec<Vec<u8>> = self
+            .pending()
+            .into_iter()
+            .map(|tx| codec::encode(&Record::Add(tx)))
+            .collect();
+        self.log.rewrite(&frames)?;
+        self.finished = 0;
+        Ok(())
+    }
+
+    /// Number of pending writes.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether no write is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Keypair, Op};
+
+    #[test]
+    fn survives_reopen_and_forgets_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = Keypair::generate();
+        let txs: Vec<Tx> = (0..3)
+            .map(|i| {
+                Tx::new(
+                    &kp,
+                    Op::Delete {
+                        key: format!("k{i}"),
+                    },
+                    i,
+                    0,
+                )
+                .unwrap()
+            })
+            .collect();
+        {
+            let (mut j, pending) = Journal::open(dir.path()).unwrap();
+            assert!(pending.is_empty());
+            for tx in &txs {
+                j.add(tx).unwrap();
+            }
+            j.done(&txs[1].id()).unwrap();
+        }
+        let (j, pending) = Journal::open(dir.path()).unwrap();
+        assert_eq!(pending, vec![txs[0].clone(), txs[2].clone()]);
+        assert_eq!(j.len(), 2);
+    }
+}

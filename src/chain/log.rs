@@ -1,0 +1,215 @@
+//! An append-only log of checksummed, length-prefixed frames, fsynced on every append.
+//!
+//! Frame: `len u32 LE | first 4 bytes of SHA-256(payload) | payload`. On open every frame is
+//! read and checked; the log is cut at the first torn or corrupt frame, with a warning. If
+//! good-looking bytes follow a corrupt frame, they are saved beside the log before the cut,
+//! so nothing is destroyed that a person might want to inspect.
+
+use super::crypto::Hash;
+use crate::codec::MAX_MESSAGE_BYTES;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes before each frame's payload.
+pub const FRAME_HEADER: usize = 8;
+
+/// Why the log was cut when it was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The last frame ends past the end of the file (a write cut short by a crash).
+    TornTail,
+    /// A frame's checksum does not match its payload, or its length is impossible.
+    Corrupt,
+}
+
+/// What opening a log found wrong, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Offset at which the log was cut.
+    pub offset: u64,
+    /// What was wrong there.
+    pub damage: Damage,
+    /// Where the bytes from `offset` on were saved, when more than a torn tail was cut.
+    pub saved_to: Option<PathBuf>,
+}
+
+/// An open log, positioned at its end.
+#[derive(Debug)]
+pub struct FrameLog {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+/// Frame a payload into bytes ready to append.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&Hash::digest(payload).0[..4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+impl FrameLog {
+    /// Opens (or creates) the log at `path`; returns it with every intact payload in order
+    /// and what, if anything, had to be cut.
+    pub fn open(path: &Path) -> io::Result<(FrameLog, Vec<Vec<u8>>, Option<Recovery>)> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let (payloads, good_len, damage) = scan(&bytes);
+        let mut recovery = None;
+        if let Some(damage) = damage {
+            let saved_to = if damage == Damage::Corrupt {
+                let side = path.with_extension(format!("corrupt-{good_len}"));
+                std::fs::write(&side, &bytes[good_len..])?;
+                Some(side)
+            } else {
+                None
+            };
+            tracing::warn!(
+                log = %path.display(),
+                offset = good_len,
+                cut = bytes.len() - good_len,
+                ?damage,
+                saved_to = ?saved_to,
+                "log had a damaged tail; cut it at the last intact frame"
+            );
+            recovery = Some(Recovery {
+                offset: good_len as u64,
+                damage,
+                saved_to,
+            });
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        if recovery.is_some() {
+            file.set_len(good_len as u64)?;
+            file.sync_all()?;
+        }
+        let log = FrameLog {
+            file,
+            path: path.to_path_buf(),
+            len: good_len as u64,
+        };
+        Ok((log, payloads, recovery))
+    }
+
+    /// Appends one frame and waits until it is on disk.
+    pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        let bytes = frame(payload);
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Replaces the whole log with `payloads`, atomically (write aside, fsync, rename).
+    pub fn rewrite(&mut self, payloads: &[Vec<u8>]) -> io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let mut f = File::create(&tmp)?;
+        let mut len = 0u64;
+        for p in payloads {
+            let bytes = frame(p);
+            f.write_all(&bytes)?;
+            len += bytes.len() as u64;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Current length of the log in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the log holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Splits `bytes` into payloads; returns them, the length of the intact prefix, and the
+/// damage found after it.
+fn scan(bytes: &[u8]) -> (Vec<Vec<u8>>, usize, Option<Damage>) {
+    let mut payloads = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < FRAME_HEADER {
+            return (payloads, pos, Some(Damage::TornTail));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len > MAX_MESSAGE_BYTES {
+            return (payloads, pos, Some(Damage::Corrupt));
+        }
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            return (payloads, pos, Some(Damage::TornTail));
+        };
+        if Hash::digest(payload).0[..4] != rest[4..8] {
+            // A bad checksum on the very last frame is what a crash mid-write leaves when
+            // the file system extended the file before the data reached the disk.
+            let last = FRAME_HEADER + len == rest.len();
+            let damage = if last {
+                Damage::TornTail
+            } else {
+                Damage::Corrupt
+            };
+            return (payloads, pos, Some(damage));
+        }
+        payloads.push(payload.to_vec());
+        pos += FRAME_HEADER + len;
+    }
+    (payloads, pos, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let (mut log, frames, rec) = FrameLog::open(&path).unwrap();
+        assert!(frames.is_empty() && rec.is_none() && log.is_empty());
+        log.append(b"one").unwrap();
+        log.append(b"").unwrap();
+        log.append(b"three").unwrap();
+        drop(log);
+        let (log, frames, rec) = FrameLog::open(&path).unwrap();
+        assert_eq!(frames, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
+        assert!(rec.is_none());
+        assert_eq!(log.len(), std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn rewrite_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let (mut log, _, _) = FrameLog::open(&path).unwrap();
+        log.append(b"a").unwrap();
+        log.rewrite(&[b"b".to_vec()]).unwrap();
+        log.append(b"c").unwrap();
+        drop(log);
+        let (_, frames, _) = FrameLog::open(&path).unwrap();
+        assert_eq!(frames, vec![b"b".to_vec(), b"c".to_vec()]);
+    }
+}

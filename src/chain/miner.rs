@@ -1,0 +1,188 @@
+//! The miner: solves block templates on N OS threads and drops stale work quickly.
+//!
+//! Each thread searches its own slice of the nonce space in chunks, checking a generation
+//! counter between chunks; [`Miner::set_work`] bumps the counter, so a tip or template
+//! change stops the old search within one chunk (a fraction of a millisecond).
+
+use super::block::Block;
+use super::pow::Midstate;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Nonces tried between two checks for new work.
+const CHUNK: u64 = 4096;
+
+struct Job {
+    generation: u64,
+    template: Block,
+}
+
+#[derive(Default)]
+struct State {
+    job: Option<Arc<Job>>,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    generation: AtomicU64,
+    hashes: AtomicU64,
+}
+
+/// A running miner. Found blocks go to the callback given to [`Miner::start`].
+pub struct Miner {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Miner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Miner({} threads)", self.threads.len())
+    }
+}
+
+impl Miner {
+    /// Starts `threads` idle mining threads; `found` receives each solved block.
+    pub fn start(threads: usize, found: impl Fn(Block) + Send + Sync + 'static) -> Miner {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            generation: AtomicU64::new(0),
+            hashes: AtomicU64::new(0),
+        });
+        let found = Arc::new(found);
+        let n = threads.max(1) as u64;
+        let threads = (0..n)
+            .map(|t| {
+                let shared = shared.clone();
+                let found = found.clone();
+                std::thread::Builder::new()
+                    .name(format!("miner-{t}"))
+                    .spawn(move || run(&shared, t * (u64::MAX / n), &*found))
+            })
+            .filter_map(|r| match r {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a miner thread");
+                    None
+                }
+            })
+            .collect();
+        Miner { shared, threads }
+    }
+
+    /// Replaces the current work: mine `template`, or stop mining with `None`.
+    pub fn set_work(&self, template: Option<Block>) {
+        let mut state = lock(&self.shared.state);
+        let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        state.job = template.map(|template| {
+            Arc::new(Job {
+                generation,
+                template,
+            })
+        });
+        self.shared.wake.notify_all();
+    }
+
+    /// Total nonces tried since start.
+    pub fn hashes(&self) -> u64 {
+        self.shared.hashes.load(Ordering::Relaxed)
+    }
+
+    /// Number of mining threads.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        lock(&self.shared.state).stop = true;
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(shared: &Shared, base: u64, found: &(dyn Fn(Block) + Send + Sync)) {
+    loop {
+        let job = {
+            let mut state = lock(&shared.state);
+            loop {
+                if state.stop {
+                    return;
+                }
+                let current = shared.generation.load(Ordering::SeqCst);
+                if let Some(job) = state.job.as_ref().filter(|j| j.generation == current) {
+                    break job.clone();
+                }
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let header = job.template.header;
+        let mut mid = Midstate::new(&header);
+        // Start at a random point of this thread's slice so that nodes mining the same
+        // template do not repeat each other's work.
+        let mut nonce =
+            base.wrapping_add(rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u64 * CHUNK);
+        while shared.generation.load(Ordering::Relaxed) == job.generation {
+            let hit = mid.search(header.bits, nonce, CHUNK);
+            shared.hashes.fetch_add(CHUNK, Ordering::Relaxed);
+            if let Some(winning) = hit {
+                // Only the first thread to solve this job reports it.
+                let claimed = shared
+                    .generation
+                    .compare_exchange(
+                        job.generation,
+                        job.generation + 1,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_ok();
+                if claimed {
+                    let mut block = job.template.clone();
+                    block.header.nonce = winning;
+                    found(block);
+                }
+                break;
+            }
+            nonce = nonce.wrapping_add(CHUNK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{pow, Chain, Params};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn mines_valid_blocks_and_switches_work() {
+        let mut chain = Chain::new(Params::new("miner-test", 10).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let miner = Miner::start(2, move |b| {
+            let _ = tx.send(b);
+        });
+        for _ in 0..3 {
+            miner.set_work(Some(chain.template()));
+            let block = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a block within 30 s");
+            assert!(pow::meets(&block.hash(), 10));
+            chain.process_block(block).unwrap();
+        }
+        assert_eq!(chain.height(), 3);
+        miner.set_work(None);
+        assert!(miner.hashes() > 0);
+    }
+}

@@ -1,0 +1,459 @@
+//! The chain state: the block tree, the KV index of the canonical chain, the mempool and
+//! the block log, kept consistent by one owner. Blocks may arrive in any order; a heavier
+//! branch causes a reorg that undoes and redoes the index block by block.
+
+use super::block::{merkle_root, Block, Header, BLOCK_VERSION};
+use super::crypto::{self, BlockHash, TxId};
+use super::index::Index;
+use super::log::{FrameLog, Recovery};
+use super::mempool::{Mempool, MempoolError};
+use super::now_ms;
+use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use super::tree::{BlockTree, Entry};
+use super::tx::{Tx, TxError};
+use super::validate::{check_standalone, BlockError};
+use crate::codec::{self, MAX_MESSAGE_BYTES};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// File name of the block log inside a data dir.
+pub const BLOCK_LOG: &str = "blocks.log";
+const LOG_MAGIC: &str = "kvchain-blocks-v1";
+
+/// Why a tx was not taken into the mempool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The tx breaks a stateless rule (limits, signature).
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] TxError),
+    /// The tx is already in the canonical chain.
+    #[error("transaction is already in the chain at height {0}")]
+    AlreadyInChain(u64),
+    /// The mempool has no room.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+}
+
+/// Why a chain could not be opened from its data dir.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Reading or writing the block log failed.
+    #[error("block log {path}: {source}")]
+    Io {
+        /// The log file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The log was written by a node of another network.
+    #[error("block log belongs to another network (genesis {found}, expected {expected}); use another data dir")]
+    WrongNetwork {
+        /// Genesis hash in the log.
+        found: String,
+        /// Genesis hash of these parameters.
+        expected: String,
+    },
+}
+
+/// First frame of a block log: which network the blocks belong to.
+#[derive(Serialize, Deserialize)]
+struct LogHeader {
+    magic: String,
+    genesis: BlockHash,
+}
+
+/// How the canonical chain changed.
+#[derive(Debug, Clone, Default)]
+pub struct TipChange {
+    /// Blocks removed from the canonical chain, tip first.
+    pub disconnected: Vec<Arc<Block>>,
+    /// Blocks added to the canonical chain, oldest first.
+    pub connected: Vec<Arc<Block>>,
+}
+
+/// What accepting a block did.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    /// The block and any held blocks it released, in the order they were added.
+    pub blocks: Vec<BlockHash>,
+    /// Held descendants that turned out invalid, with why.
+    pub rejected: Vec<(BlockHash, BlockError)>,
+    /// The change of the canonical chain, if any.
+    pub tip: Option<TipChange>,
+}
+
+/// The blockchain with its index and mempool.
+#[derive(Debug)]
+pub struct Chain {
+    params: Params,
+    tree: BlockTree,
+    index: Arc<RwLock<Index>>,
+    tx_heights: HashMap<TxId, u64>,
+    mempool: Mempool,
+    log: Option<FrameLog>,
+}
+
+impl Chain {
+    /// A chain in memory only (tests, benchmarks, tools).
+    pub fn new(params: Params) -> Chain {
+        Chain {
+            tree: BlockTree::new(params.genesis()),
+            params,
+            index: Arc::new(RwLock::new(Index::new())),
+            tx_heights: HashMap::new(),
+            mempool: Mempool::default(),
+            log: None,
+        }
+    }
+
+    /// Opens the chain stored in `dir`: reads the block log, cuts a damaged tail, rebuilds
+    /// the tree, picks the best chain and folds the index from it.
+    pub fn open(params: Params, dir: &Path) -> Result<(Chain, Option<Recovery>), OpenError> {
+        let path = dir.join(BLOCK_LOG);
+        let io = |source| OpenError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (mut log, frames, recovery) = FrameLog::open(&path).map_err(io)?;
+        let mut chain = Chain::new(params);
+        let mut frames = frames.into_iter();
+        match frames.next() {
+            None => {
+                let header = LogHeader {
+                    magic: LOG_MAGIC.into(),
+                    genesis: chain.params.genesis_hash(),
+                };
+                log.append(&codec::encode(&header)).map_err(io)?;
+            }
+            Some(first) => {
+                let header: Option<LogHeader> = codec::decode(&first, 1024).ok();
+                match header {
+                    Some(h) if h.magic == LOG_MAGIC && h.genesis == chain.params.genesis_hash() => {
+                    }
+                    other => {
+                        return Err(OpenError::WrongNetwork {
+                            found: other.map_or("unreadable".into(), |h| h.genesis.to_hex()),
+                            expected: chain.params.genesis_hash().to_hex(),
+                        })
+                    }
+                }
+            }
+        }
+        let mut loaded = 0usize;
+        for frame in frames {
+            let block: Block = match codec::decode(&frame, MAX_MESSAGE_BYTES) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping undecodable block in the log");
+                    continue;
+                }
+            };
+            // Blocks in our own log passed every check when they were written, and the
+            // frame checksum guards the bytes: skip the signature checks and the clock.
+            match chain.accept_block(block, true) {
+                Ok(_) => loaded += 1,
+                Err(e) => tracing::warn!(error = %e, "skipping a block in the log"),
+            }
+        }
+        chain.log = Some(log);
+        tracing::info!(
+            blocks = loaded,
+            height = chain.height(),
+            tip = %chain.tip_hash(),
+            "block log loaded"
+        );
+        Ok((chain, recovery))
+    }
+
+    /// The consensus parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The shared read view of the index (readers lock it only to read).
+    pub fn index(&self) -> Arc<RwLock<Index>> {
+        self.index.clone()
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The block tree.
+    pub fn tree(&self) -> &BlockTree {
+        &self.tree
+    }
+
+    /// The canonical tip.
+    pub fn tip(&self) -> &Entry {
+        self.tree.tip()
+    }
+
+    /// The canonical tip's hash.
+    pub fn tip_hash(&self) -> BlockHash {
+        self.tree.tip().hash
+    }
+
+    /// Height of the canonical tip.
+    pub fn height(&self) -> u64 {
+        self.tree.tip().height
+    }
+
+    /// Cumulative work of the canonical chain.
+    pub fn total_work(&self) -> u128 {
+        self.tree.tip().work
+    }
+
+    /// Height of the canonical block holding `id`, if any.
+    pub fn tx_height(&self, id: &TxId) -> Option<u64> {
+        self.tx_heights.get(id).copied()
+    }
+
+    /// The canonical block at `height`.
+    pub fn block_at(&self, height: u64) -> Option<Arc<Block>> {
+        let hash = self.tree.canonical_at(height)?;
+        self.tree.get(&hash).map(|e| e.block.clone())
+    }
+
+    /// Any known block by hash.
+    pub fn block(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+        self.tree.get(hash).map(|e| e.block.clone())
+    }
+
+    /// The canonical chain from height 1 to the tip.
+    pub fn canonical_blocks(&self) -> Vec<Arc<Block>> {
+        self.tree
+            .canonical()
+            .iter()
+            .filter_map(|h| self.tree.get(h).map(|e| e.block.clone()))
+            .collect()
+    }
+
+    /// Verifies a new tx and adds it to the mempool; `Ok(false)` if it was already there.
+    pub fn submit_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
+        if self.mempool.contains(&tx.id()) {
+            return Ok(false);
+        }
+        if let Some(h) = self.tx_height(&tx.id()) {
+            return Err(SubmitError::AlreadyInChain(h));
+        }
+        tx.verify_signature()?;
+        Ok(self.mempool.insert(tx)?)
+    }
+
+    /// A block template on the tip: pending txs within the limits, timestamp above the
+    /// median time, nonce 0. Solve its header to get a valid block.
+    pub fn template(&self) -> Block {
+        let tip = self.tree.tip();
+        let txs = self
+            .mempool
+            .template(MAX_BLOCK_TXS, MAX_BLOCK_BYTES - super::block::HEADER_LEN);
+        let ids: Vec<TxId> = txs.iter().map(Tx::id).collect();
+        let time = now_ms().max(self.tree.median_time(&tip.hash) + 1);
+        Block {
+            header: Header {
+                version: BLOCK_VERSION,
+                height: tip.height + 1,
+                prev: tip.hash,
+                merkle: merkle_root(&ids),
+                time,
+                bits: self.params.difficulty(),
+                nonce: 0,
+            },
+            txs,
+        }
+    }
+
+    /// Validates and adds a block from anywhere (a peer, the miner, a test); switches to
+    /// the heaviest chain. A block with an unknown parent is held and reported as
+    /// [`BlockError::UnknownParent`].
+    pub fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
+        self.accept_block(block, false)
+    }
+
+    fn accept_block(&mut self, block: Block, trusted: bool) -> Result<Accepted, BlockError> {
+        let hash = block.hash();
+        if self.tree.get(&hash).is_some() {
+            return Err(BlockError::AlreadyKnown(hash));
+        }
+        if self.tree.is_invalid(&hash) {
+            return Err(BlockError::KnownInvalid(hash));
+        }
+        let now = (!trusted).then(now_ms);
+        if let Err(e) = check_standalone(&block, &self.params, now) {
+            if e.is_permanent() {
+                self.tree.mark_invalid(hash);
+            }
+            return Err(e);
+        }
+        let parent = block.header.prev;
+        if self.tree.is_invalid(&parent) {
+            self.tree.mark_invalid(hash);
+            return Err(BlockError::InvalidParent(parent));
+        }
+        if self.tree.get(&parent).is_none() {
+            self.tree.orphans().add(Arc::new(block));
+            return Err(BlockError::UnknownParent { parent });
+        }
+        let mut accepted = Accepted::default();
+        self.connect_to_tree(Arc::new(block), trusted)?;
+        accepted.blocks.push(hash);
+        // Release held descendants, breadth first.
+        let mut queue = VecDeque::from([hash]);
+        while let Some(parent) = queue.pop_front() {
+            for child in self.tree.orphans().take_children(&parent) {
+                let child_hash = child.hash();
+                match self.connect_to_tree(child, trusted) {
+                    Ok(()) => {
+                        accepted.blocks.push(child_hash);
+                        queue.push_back(child_hash);
+                    }
+                    Err(e) => {
+                        self.reject_orphan_subtree(child_hash);
+                        accepted.rejected.push((child_hash, e));
+                    }
+                }
+            }
+        }
+        let best = self.tree.best_candidate(&accepted.blocks);
+        if best != self.tip_hash() {
+            accepted.tip = Some(self.switch_to(best));
+        }
+        Ok(accepted)
+    }
+
+    /// Runs the rules that need the parent's chain, then stores the block in the tree and
+    /// the log. The parent must be in the tree.
+    fn connect_to_tree(&mut self, block: Arc<Block>, trusted: bool) -> Result<(), BlockError> {
+        let hash = block.hash();
+        let result = self.check_in_context(&block, trusted);
+        if let Err(e) = result {
+            if e.is_permanent() {
+                self.tree.mark_invalid(hash);
+            }
+            return Err(e);
+        }
+        if !trusted {
+            if let Some(log) = &mut self.log {
+                log.append(&codec::encode(&*block))
+                    .map_err(|e| BlockError::Storage(e.to_string()))?;
+            }
+        }
+        self.tree.insert(block);
+        Ok(())
+    }
+
+    fn check_in_context(&self, block: &Block, trusted: bool) -> Result<(), BlockError> {
+        let h = &block.header;
+        let Some(parent) = self.tree.get(&h.prev) else {
+            return Err(BlockError::UnknownParent { parent: h.prev });
+        };
+        if h.height != parent.height + 1 {
+            return Err(BlockError::WrongHeight {
+                got: h.height,
+                want: parent.height + 1,
+            });
+        }
+        let median = self.tree.median_time(&parent.hash);
+        if h.time <= median {
+            return Err(BlockError::TimeTooOld {
+                time: h.time,
+                median,
+            });
+        }
+        self.check_not_in_ancestors(block, parent)?;
+        if !trusted {
+            // Txs already in our mempool were verified when they arrived.
+            let unverified: Vec<_> = block
+                .txs
+                .iter()
+                .filter(|tx| !self.mempool.contains(&tx.id()))
+                .map(|tx| (tx.author(), tx.id(), tx.signature()))
+                .collect();
+            if let Err(i) = crypto::verify_batch(&unverified) {
+                return Err(BlockError::BadSignature(unverified[i].1));
+            }
+        }
+        Ok(())
+    }
+
+    /// No tx of `block` may already be in the chain it extends (replay protection).
+    fn check_not_in_ancestors(&self, block: &Block, parent: &Entry) -> Result<(), BlockError> {
+        // Walk the side branch (if any) back to the canonical chain, collecting its txs;
+        // below the fork point the canonical tx index answers.
+        let mut side = HashSet::new();
+        let mut fork_height = parent.height;
+        for e in self.tree.ancestors(&parent.hash) {
+            if self.tree.canonical_at(e.height) == Some(e.hash) {
+                fork_height = e.height;
+                break;
+            }
+            side.extend(e.block.txs.iter().map(Tx::id));
+        }
+        for tx in &block.txs {
+            let id = tx.id();
+            let in_canonical = self.tx_heights.get(&id).is_some_and(|&h| h <= fork_height);
+            if in_canonical || side.contains(&id) {
+                return Err(BlockError::TxAlreadyInChain(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets held descendants of a block that turned out invalid, and marks them invalid.
+    fn reject_orphan_subtree(&mut self, root: BlockHash) {
+        let mut queue = VecDeque::from([root]);
+        while let Some(h) = queue.pop_front() {
+            self.tree.mark_invalid(h);
+            for child in self.tree.orphans().take_children(&h) {
+                queue.push_back(child.hash());
+            }
+        }
+    }
+
+    /// Makes `new_tip` the canonical tip: disconnects back to the fork point, returning
+    /// their txs to the mempool, then connects the new branch. All blocks in the tree are
+    /// fully validated, so connecting cannot fail.
+    fn switch_to(&mut self, new_tip: BlockHash) -> TipChange {
+        let (fork, branch) = self.tree.branch_to(&new_tip);
+        let mut change = TipChange::default();
+        let index = self.index.clone();
+        // One write lock for the whole switch: readers see the old chain or the new one.
+        let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+        while self.height() > fork {
+            let tip = self.tree.tip().clone();
+            index.undo(&tip.block);
+            for tx in &tip.block.txs {
+                self.tx_heights.remove(&tx.id());
+                self.mempool.readd(tx.clone());
+            }
+            self.tree.set_best(tip.height - 1, &[]);
+            change.disconnected.push(tip.block);
+        }
+        for hash in &branch {
+            let Some(entry) = self.tree.get(hash).cloned() else {
+                break;
+            };
+            index.apply(&entry.block);
+            for tx in &entry.block.txs {
+                self.tx_heights.insert(tx.id(), entry.height);
+                self.mempool.remove(&tx.id());
+            }
+            self.tree.set_best(entry.height - 1, &[entry.hash]);
+            change.connected.push(entry.block);
+        }
+        if !change.disconnected.is_empty() {
+            tracing::info!(
+                depth = change.disconnected.len(),
+                fork_height = fork,
+                new_height = self.height(),
+                "reorg"
+            );
+        }
+        change
+    }
+}

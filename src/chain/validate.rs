@@ -1,0 +1,157 @@
+//! The block rules of DESIGN.md, each with its own error; the checks that need no chain.
+
+use super::block::{Block, BLOCK_VERSION};
+use super::crypto::{BlockHash, TxId};
+use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_FUTURE_DRIFT_MS};
+use super::pow;
+use std::collections::HashSet;
+
+/// Why a block was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The block is already in the tree.
+    #[error("block {0} is already known")]
+    AlreadyKnown(BlockHash),
+    /// The block was found invalid before.
+    #[error("block {0} was already found invalid")]
+    KnownInvalid(BlockHash),
+    /// Unknown header version.
+    #[error("unsupported block version {0}")]
+    BadVersion(u32),
+    /// The hash does not have the leading zero bits the header claims.
+    #[error("hash {hash} does not meet {bits} bits of proof of work")]
+    BadProofOfWork {
+        /// The block hash.
+        hash: BlockHash,
+        /// The claimed difficulty.
+        bits: u32,
+    },
+    /// The header's difficulty is not the network's.
+    #[error("difficulty {got} bits, but the network requires {want}")]
+    WrongBits {
+        /// Stated in the header.
+        got: u32,
+        /// The network's difficulty.
+        want: u32,
+    },
+    /// The parent is not known; the block is held until it arrives.
+    #[error("parent {parent} is unknown; block held until it arrives")]
+    UnknownParent {
+        /// The missing parent.
+        parent: BlockHash,
+    },
+    /// The parent, or an ancestor, is invalid.
+    #[error("parent {0} is invalid")]
+    InvalidParent(BlockHash),
+    /// Height is not the parent's plus one.
+    #[error("height {got}, expected {want}")]
+    WrongHeight {
+        /// Stated in the header.
+        got: u64,
+        /// Parent height plus one.
+        want: u64,
+    },
+    /// The Merkle root does not match the txs.
+    #[error("merkle root does not match the transactions")]
+    BadMerkleRoot,
+    /// The same tx appears twice in the block.
+    #[error("transaction {0} appears twice in the block")]
+    DuplicateTx(TxId),
+    /// A tx is already in the chain this block extends.
+    #[error("transaction {0} is already in the chain")]
+    TxAlreadyInChain(TxId),
+    /// A tx's signature is bad.
+    #[error("transaction {0} has a bad signature")]
+    BadSignature(TxId),
+    /// Timestamp not above the median of the last blocks.
+    #[error("timestamp {time} is not above the median {median} of the last blocks")]
+    TimeTooOld {
+        /// The block's timestamp.
+        time: u64,
+        /// Median of the ancestors' timestamps.
+        median: u64,
+    },
+    /// Timestamp too far ahead of the local clock.
+    #[error("timestamp {time} is more than the allowed drift ahead of now ({max})")]
+    TimeTooNew {
+        /// The block's timestamp.
+        time: u64,
+        /// The latest acceptable timestamp.
+        max: u64,
+    },
+    /// More txs than a block may hold.
+    #[error("{0} transactions, over the limit of {MAX_BLOCK_TXS}")]
+    TooManyTxs(usize),
+    /// More bytes than a block may hold.
+    #[error("{0} bytes, over the limit of {MAX_BLOCK_BYTES}")]
+    TooLarge(usize),
+    /// The block could not be written to the block log.
+    #[error("block log: {0}")]
+    Storage(String),
+}
+
+impl BlockError {
+    /// Whether the block can never become valid (so it and its descendants are remembered
+    /// as invalid), as opposed to not yet (unknown parent, timestamp ahead of our clock).
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            BlockError::AlreadyKnown(_)
+                | BlockError::UnknownParent { .. }
+                | BlockError::TimeTooNew { .. }
+                | BlockError::Storage(_)
+                | BlockError::BadProofOfWork { .. }
+        )
+    }
+}
+
+/// Checks the rules that need only the block, the parameters and the clock.
+pub fn check_standalone(
+    block: &Block,
+    params: &Params,
+    now_ms: Option<u64>,
+) -> Result<(), BlockError> {
+    let h = &block.header;
+    let hash = h.hash();
+    if !pow::meets(&hash, h.bits) {
+        return Err(BlockError::BadProofOfWork { hash, bits: h.bits });
+    }
+    if h.bits != params.difficulty() {
+        return Err(BlockError::WrongBits {
+            got: h.bits,
+            want: params.difficulty(),
+        });
+    }
+    if h.version != BLOCK_VERSION {
+        return Err(BlockError::BadVersion(h.version));
+    }
+    if let Some(now) = now_ms {
+        let max = now.saturating_add(MAX_FUTURE_DRIFT_MS);
+        if h.time > max {
+            return Err(BlockError::TimeTooNew { time: h.time, max });
+        }
+    }
+    if block.txs.len() > MAX_BLOCK_TXS {
+        return Err(BlockError::TooManyTxs(block.txs.len()));
+    }
+    let size = block.size();
+    if size > MAX_BLOCK_BYTES {
+        return Err(BlockError::TooLarge(size));
+    }
+    if block.compute_merkle() != h.merkle {
+        return Err(BlockError::BadMerkleRoot);
+    }
+    let mut seen = HashSet::with_capacity(block.txs.len());
+    for tx in &block.txs {
+        if !seen.insert(tx.id()) {
+            return Err(BlockError::DuplicateTx(tx.id()));
+        }
+    }
+    Ok(())
+}
+
+/// The median of a list of timestamps (the upper middle for an even count).
+pub fn median(mut times: Vec<u64>) -> u64 {
+    times.sort_unstable();
+    times.get(times.len() / 2).copied().unwrap_or(0)
+}

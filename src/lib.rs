@@ -1,0 +1,14 @@
+//! kvchain: a decentralized, tamper-evident key-value store on a proof-of-work blockchain.
+//!
+//! The crate has three parts (see `DESIGN.md`): [`store`] is the user-facing API,
+//! [`chain`] holds the blockchain and the key-value index folded from it, and
+//! [`node`] runs the task that owns the chain state and drives the miner.
+
+pub mod chain;
+pub mod codec;
+pub mod node;
+pub mod store;
+
+pub use chain::{Block, BlockHash, Header, Keypair, Op, Params, Tx, TxId, Version};
+pub use node::{MiningPolicy, NodeConfig, NodeHandle};
+pub use store::{Receipt, Store, StoreError, TxStatus};

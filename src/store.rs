@@ -1,0 +1,199 @@
+//! The store API: `put`, `delete`, `retrieve`, `retrieve_all`, and the receipt through
+//! which a caller follows what became of a write.
+//!
+//! Writes are signed with the node's key and handed to the node task; reads go straight to
+//! the shared index (a read lock held only while the lookup runs), so they never wait on
+//! mining, the disk or the network.
+
+use crate::chain::{now_ms, Index, Keypair, Op, Tx, TxError, TxId, Version};
+use crate::node::Command;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What has become of a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Accepted by the node, waiting for a block (again, after a reorg removed it).
+    Pending,
+    /// In the canonical chain at `height`, fewer than the required confirmations deep.
+    Included {
+        /// Height of the block holding the write.
+        height: u64,
+    },
+    /// At least the required number of blocks deep (the block itself counts as one).
+    Confirmed {
+        /// Height of the block holding the write.
+        height: u64,
+        /// Confirmations when this status was reported.
+        depth: u64,
+    },
+    /// The node did not take the write.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TxStatus {
+    /// Whether this status will not change any more.
+    pub fn is_final(&self) -> bool {
+        matches!(self, TxStatus::Confirmed { .. } | TxStatus::Failed { .. })
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The key or value breaks the limits.
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    /// The node task has stopped.
+    #[error("the node has stopped")]
+    NodeStopped,
+    /// The node refused the write (for instance, its mempool is full).
+    #[error("the node refused the write: {0}")]
+    Failed(String),
+    /// A wait ran out of time.
+    #[error("timed out waiting for the write")]
+    Timeout,
+}
+
+/// The receipt of a write: its tx id and its status as it changes.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    id: TxId,
+    status: watch::Receiver<TxStatus>,
+}
+
+impl Receipt {
+    pub(crate) fn new(id: TxId, status: watch::Receiver<TxStatus>) -> Receipt {
+        Receipt { id, status }
+    }
+
+    /// The write's tx id.
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The status now.
+    pub fn status(&self) -> TxStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits for the next status change and returns it; `None` once the status is final
+    /// and the node has stopped reporting.
+    pub async fn changed(&mut self) -> Option<TxStatus> {
+        self.status.changed().await.ok()?;
+        Some(self.status.borrow_and_update().clone())
+    }
+
+    /// Waits until the status satisfies `pred`, for at most `timeout`.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl FnMut(&TxStatus) -> bool,
+    ) -> Result<TxStatus, StoreError> {
+        match tokio::time::timeout(timeout, self.status.wait_for(pred)).await {
+            Ok(Ok(s)) => Ok(s.clone()),
+            Ok(Err(_)) => Err(StoreError::NodeStopped),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Waits until the write is in a block (or confirmed); returns its height.
+    pub async fn included(&mut self, timeout: Duration) -> Result<u64, StoreError> {
+        let s = self
+            .wait_for(timeout, |s| !matches!(s, TxStatus::Pending))
+            .await?;
+        height_or_failure(s)
+    }
+
+    /// Waits until the write is confirmed; returns its height.
+    pub async fn confirmed(&mut self, timeout: Duration) -> Result<u64, StoreError> {
+        let s = self.wait_for(timeout, TxStatus::is_final).await?;
+        height_or_failure(s)
+    }
+}
+
+fn height_or_failure(s: TxStatus) -> Result<u64, StoreError> {
+    match s {
+        TxStatus::Included { height } | TxStatus::Confirmed { height, .. } => Ok(height),
+        TxStatus::Failed { reason } => Err(StoreError::Failed(reason)),
+        TxStatus::Pending => Err(StoreError::Timeout),
+    }
+}
+
+/// A handle on a node's key-value store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    commands: mpsc::Sender<Command>,
+    index: Arc<RwLock<Index>>,
+    keypair: Arc<Keypair>,
+}
+
+impl Store {
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        index: Arc<RwLock<Index>>,
+        keypair: Arc<Keypair>,
+    ) -> Store {
+        Store {
+            commands,
+            index,
+            keypair,
+        }
+    }
+
+    /// Writes `value` under `key`; returns at once with the receipt.
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Receipt, StoreError> {
+        self.write(Op::Put {
+            key: key.into(),
+            value: value.into(),
+        })
+        .await
+    }
+
+    /// Deletes `key` (a tombstone in its history); returns at once with the receipt.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Receipt, StoreError> {
+        self.write(Op::Delete { key: key.into() }).await
+    }
+
+    /// Signs `op` with the node key and hands it to the node.
+    pub async fn write(&self, op: Op) -> Result<Receipt, StoreError> {
+        let nonce = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+        let tx = Tx::new(&self.keypair, op, nonce, now_ms())?;
+        let (status_tx, status_rx) = watch::channel(TxStatus::Pending);
+        let receipt = Receipt::new(tx.id(), status_rx);
+        self.commands
+            .send(Command::Submit {
+                tx,
+                status: status_tx,
+            })
+            .await
+            .map_err(|_| StoreError::NodeStopped)?;
+        Ok(receipt)
+    }
+
+    /// The newest value of `key` on the canonical chain; `None` if it has none or was
+    /// deleted last.
+    pub fn retrieve(&self, key: &str) -> Option<Version> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.latest(key).filter(|v| v.value.is_some()).cloned()
+    }
+
+    /// Every version of `key` in chain order, deletes as tombstones (`value: None`).
+    pub fn retrieve_all(&self, key: &str) -> Vec<Version> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.history(key).to_vec()
+    }
+
+    /// The public key that signs this store's writes.
+    pub fn author(&self) -> crate::chain::AuthorKey {
+        self.keypair.public()
+    }
+}
