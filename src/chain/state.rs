@@ -285,22 +285,20 @@ impl Chain {
         }
         let now = (!trusted).then(now_ms);
         if let Err(e) = check_standalone(&block, &self.params, now) {
-            if e.is_permanent() {
-                self.tree.mark_invalid(hash);
-            }
-            return Err(e);
+            return Err(self.rejected(hash, e));
         }
         let parent = block.header.prev;
         if self.tree.is_invalid(&parent) {
-            self.tree.mark_invalid(hash);
-            return Err(BlockError::InvalidParent(parent));
+            return Err(self.rejected(hash, BlockError::InvalidParent(parent)));
         }
         if self.tree.get(&parent).is_none() {
             self.tree.orphans().add(Arc::new(block));
             return Err(BlockError::UnknownParent { parent });
         }
         let mut accepted = Accepted::default();
-        self.connect_to_tree(Arc::new(block), trusted)?;
+        if let Err(e) = self.connect_to_tree(Arc::new(block), trusted) {
+            return Err(self.rejected(hash, e));
+        }
         accepted.blocks.push(hash);
         // Release held descendants, breadth first.
         let mut queue = VecDeque::from([hash]);
@@ -313,7 +311,7 @@ impl Chain {
                         queue.push_back(child_hash);
                     }
                     Err(e) => {
-                        self.reject_orphan_subtree(child_hash);
+                        let e = self.rejected(child_hash, e);
                         accepted.rejected.push((child_hash, e));
                     }
                 }
@@ -329,14 +327,7 @@ impl Chain {
     /// Runs the rules that need the parent's chain, then stores the block in the tree and
     /// the log. The parent must be in the tree.
     fn connect_to_tree(&mut self, block: Arc<Block>, trusted: bool) -> Result<(), BlockError> {
-        let hash = block.hash();
-        let result = self.check_in_context(&block, trusted);
-        if let Err(e) = result {
-            if e.is_permanent() {
-                self.tree.mark_invalid(hash);
-            }
-            return Err(e);
-        }
+        self.check_in_context(&block, trusted)?;
         if !trusted {
             if let Some(log) = &mut self.log {
                 log.append(&codec::encode(&*block))
@@ -404,8 +395,12 @@ impl Chain {
         Ok(())
     }
 
-    /// Forgets held descendants of a block that turned out invalid, and marks them invalid.
-    fn reject_orphan_subtree(&mut self, root: BlockHash) {
+    /// Records a rejection: a block that can never be valid is remembered as invalid, and
+    /// so are its held descendants, which leave the orphan pool.
+    fn rejected(&mut self, root: BlockHash, error: BlockError) -> BlockError {
+        if !error.is_permanent() {
+            return error;
+        }
         let mut queue = VecDeque::from([root]);
         while let Some(h) = queue.pop_front() {
             self.tree.mark_invalid(h);
@@ -413,6 +408,7 @@ impl Chain {
                 queue.push_back(child.hash());
             }
         }
+        error
     }
 
     /// Makes `new_tip` the canonical tip: disconnects back to the fork point, returning
@@ -427,7 +423,9 @@ impl Chain {
         while self.height() > fork {
             let tip = self.tree.tip().clone();
             index.undo(&tip.block);
-            for tx in &tip.block.txs {
+            // Blocks leave newest first and each tx goes to the mempool's front, so walk
+            // each block backwards to keep the txs in chain order.
+            for tx in tip.block.txs.iter().rev() {
                 self.tx_heights.remove(&tx.id());
                 self.mempool.readd(tx.clone());
             }
