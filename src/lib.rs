@@ -12,3 +12,8 @@ pub mod store;
 pub use chain::{Block, BlockHash, Header, Keypair, Op, Params, Tx, TxId, Version};
 pub use node::{MiningPolicy, NodeConfig, NodeHandle};
 pub use store::{Receipt, Store, StoreError, TxStatus};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

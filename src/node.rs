@@ -150,6 +150,8 @@ pub enum Command {
     BlockAt(u64, oneshot::Sender<Option<Arc<Block>>>),
     /// Asks for the canonical height of a tx.
     TxHeight(TxId, oneshot::Sender<Option<u64>>),
+    /// Stops the miner and the task; answers once everything is on disk.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// A handle on a running node: its store, its commands and its events.
@@ -206,6 +208,13 @@ impl NodeHandle {
     pub async fn tx_height(&self, id: TxId) -> Option<u64> {
         self.ask(|r| Command::TxHeight(id, r)).await.flatten()
     }
+
+    /// Stops the node: the miner halts and the task ends, even while stores are still held
+    /// (their writes then fail with `NodeStopped`). Every accepted block and write is
+    /// already on disk, as each is fsynced when taken.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
 }
 
 /// A started node: its handle, the task to await, and what opening the log recovered.
@@ -213,7 +222,8 @@ impl NodeHandle {
 pub struct Started {
     /// The handle.
     pub handle: NodeHandle,
-    /// The node task; it ends when every handle and store is dropped.
+    /// The node task; it ends on [`NodeHandle::shutdown`] or when every handle and store
+    /// is dropped.
     pub task: tokio::task::JoinHandle<()>,
     /// Damage found and cut from the block log on open, if any.
     pub recovery: Option<Recovery>,
@@ -304,6 +314,11 @@ impl NodeTask {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown(reply)) => {
+                        self.miner.set_work(None);
+                        let _ = reply.send(());
+                        break;
+                    }
                     Some(cmd) => self.handle(cmd),
                     None => break,
                 },
@@ -364,6 +379,7 @@ impl NodeTask {
             Command::TxHeight(id, reply) => {
                 let _ = reply.send(self.chain.tx_height(&id));
             }
+            Command::Shutdown(_) => {}
         }
     }
 
