@@ -184,6 +184,25 @@ fn rejects_a_bad_signature() {
 }
 
 #[test]
+fn rejects_a_forged_signature_on_a_tx_the_mempool_holds() {
+    let mut chain = setup();
+    let good = put(&key(2), "a", "1", 0);
+    chain.submit_tx(good.clone()).unwrap();
+    let forged = good.with_signature(key(3).sign(&good.id().0));
+    assert_eq!(
+        forged.id(),
+        good.id(),
+        "the id does not cover the signature"
+    );
+    let b = block_on(&tip_header(&chain), vec![forged.clone()], 0);
+    assert_rejected(&mut chain, b, BlockError::BadSignature(good.id()));
+    // With the signature that was verified, the pending tx is taken without a second check.
+    let b = block_on(&tip_header(&chain), vec![good.clone()], 1);
+    chain.process_block(b).unwrap();
+    assert!(chain.mempool().is_empty());
+}
+
+#[test]
 fn rejects_a_timestamp_not_above_the_median_of_the_last_11() {
     let mut chain = Chain::new(params());
     // Twelve blocks 1 s apart: the median of the last 11 is the 7th newest.

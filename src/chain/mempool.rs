@@ -88,6 +88,11 @@ impl Mempool {
         Some(tx)
     }
 
+    /// The pending tx with this id.
+    pub fn get(&self, id: &TxId) -> Option<&Tx> {
+        self.txs.get(id).map(|(tx, _)| tx)
+    }
+
     /// Whether the tx is pending here.
     pub fn contains(&self, id: &TxId) -> bool {
         self.txs.contains_key(id)
