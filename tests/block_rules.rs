@@ -288,7 +288,7 @@ fn remembers_invalid_blocks_and_rejects_their_descendants() {
     let tx = put(&key(2), "a", "1", 0);
     let mut h = header_on(
         &tip_header(&chain),
-        &[tx.clone()],
+        std::slice::from_ref(&tx),
         tip_header(&chain).time + 1,
     );
     h.merkle = kvchain::chain::Hash::digest(b"wrong");

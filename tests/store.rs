@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kvchain::chain::params::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use kvchain::chain::TxError;
+use kvchain::chain::{Op, TxError};
 use kvchain::node::{self, MiningPolicy, NodeConfig, NodeHandle};
 use kvchain::{Store, StoreError, TxStatus};
 use std::path::Path;
@@ -87,35 +87,24 @@ async fn retrieve_all_gives_every_version_in_order_with_tombstones() {
     let (node, _task) = start(1, MiningPolicy::Auto, None);
     let store = node.store();
     let mut heights = Vec::new();
-    for v in ["one", "two"] {
-        heights.push(
-            store
-                .put("k", v)
-                .await
-                .unwrap()
-                .confirmed(LIMIT)
-                .await
-                .unwrap(),
-        );
+    for op in [
+        Op::Put {
+            key: "k".into(),
+            value: b"one".to_vec(),
+        },
+        Op::Put {
+            key: "k".into(),
+            value: b"two".to_vec(),
+        },
+        Op::Delete { key: "k".into() },
+        Op::Put {
+            key: "k".into(),
+            value: vec![0, 255, 10],
+        },
+    ] {
+        let mut receipt = store.write(op).await.unwrap();
+        heights.push(receipt.confirmed(LIMIT).await.unwrap());
     }
-    heights.push(
-        store
-            .delete("k")
-            .await
-            .unwrap()
-            .confirmed(LIMIT)
-            .await
-            .unwrap(),
-    );
-    heights.push(
-        store
-            .put("k", vec![0u8, 255, 10])
-            .await
-            .unwrap()
-            .confirmed(LIMIT)
-            .await
-            .unwrap(),
-    );
     let all = store.retrieve_all("k");
     let values: Vec<Option<&[u8]>> = all.iter().map(|v| v.value.as_deref()).collect();
     assert_eq!(
