@@ -1,6 +1,7 @@
 //! Blocks: the 96-byte header in a fixed binary layout, the tx list and the Merkle root.
 
 use super::crypto::{BlockHash, Hash, TxId};
+use super::params::MAX_BLOCK_TXS;
 use super::tx::Tx;
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +98,32 @@ pub struct Block {
     /// The header.
     pub header: Header,
     /// The transactions, applied in this order.
+    #[serde(deserialize_with = "bounded_txs")]
     pub txs: Vec<Tx>,
+}
+
+/// Decodes a tx list, refusing more than [`MAX_BLOCK_TXS`] entries as it goes: a message
+/// within the byte limit can hold many more tiny txs, and growing a `Vec<Tx>` for them
+/// would allocate past the message limit before any block rule could refuse it.
+fn bounded_txs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Tx>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<Tx>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "at most {MAX_BLOCK_TXS} transactions")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Tx>, A::Error> {
+            let mut txs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+            while let Some(tx) = seq.next_element()? {
+                if txs.len() == MAX_BLOCK_TXS {
+                    return Err(serde::de::Error::invalid_length(MAX_BLOCK_TXS + 1, &self));
+                }
+                txs.push(tx);
+            }
+            Ok(txs)
+        }
+    }
+    d.deserialize_seq(V)
 }
 
 impl Block {

@@ -1,9 +1,9 @@
 //! An append-only log of checksummed, length-prefixed frames, fsynced on every append.
 //!
 //! Frame: `len u32 LE | first 4 bytes of SHA-256(payload) | payload`. On open every frame is
-//! read and checked; the log is cut at the first torn or corrupt frame, with a warning. If
-//! good-looking bytes follow a corrupt frame, they are saved beside the log before the cut,
-//! so nothing is destroyed that a person might want to inspect.
+//! read and checked; the log is cut at the first torn or corrupt frame, with a warning.
+//! Whatever is cut is first saved beside the log: a damaged length field can make intact
+//! frames behind it look like a torn tail, so no guess decides what is safe to destroy.
 
 use super::crypto::Hash;
 use crate::codec::MAX_MESSAGE_BYTES;
@@ -30,8 +30,8 @@ pub struct Recovery {
     pub offset: u64,
     /// What was wrong there.
     pub damage: Damage,
-    /// Where the bytes from `offset` on were saved, when more than a torn tail was cut.
-    pub saved_to: Option<PathBuf>,
+    /// Where the bytes from `offset` on were saved.
+    pub saved_to: PathBuf,
 }
 
 /// An open log, positioned at its end.
@@ -63,19 +63,14 @@ impl FrameLog {
         let (payloads, good_len, damage) = scan(&bytes);
         let mut recovery = None;
         if let Some(damage) = damage {
-            let saved_to = if damage == Damage::Corrupt {
-                let side = path.with_extension(format!("corrupt-{good_len}"));
-                std::fs::write(&side, &bytes[good_len..])?;
-                Some(side)
-            } else {
-                None
-            };
+            let saved_to = path.with_extension(format!("cut-{good_len}"));
+            std::fs::write(&saved_to, &bytes[good_len..])?;
             tracing::warn!(
                 log = %path.display(),
                 offset = good_len,
                 cut = bytes.len() - good_len,
                 ?damage,
-                saved_to = ?saved_to,
+                saved_to = %saved_to.display(),
                 "log had a damaged tail; cut it at the last intact frame"
             );
             recovery = Some(Recovery {
