@@ -1,8 +1,14 @@
 //! The `kvchain` command line: parses arguments and runs the chosen subcommand.
 
+mod daemon;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kvchain::chain::pow;
+use kvchain::node::MiningPolicy;
+use libp2p::Multiaddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// A decentralized, tamper-evident key-value store on a proof-of-work blockchain.
@@ -15,6 +21,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node with an interactive console on stdin.
+    Node {
+        /// Where the block log, the journal, the node key and the console socket live
+        /// [default: $HOME/.kvchain].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Network name; nodes only talk to nodes of the same name and difficulty.
+        #[arg(long, default_value = "kvchain")]
+        network: String,
+        /// Leading zero bits every block hash needs (see `kvchain hashrate`).
+        #[arg(long, default_value_t = 22)]
+        difficulty: u32,
+        /// Address to listen on (repeatable).
+        #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4100")]
+        listen: Vec<Multiaddr>,
+        /// Peer to join through, as /ip4/HOST/tcp/PORT/p2p/PEERID (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<Multiaddr>,
+        /// Do not discover peers on the LAN with mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+        /// When to mine: auto (while writes wait), always, off.
+        #[arg(long, default_value = "auto")]
+        mine: MiningPolicy,
+        /// Mining threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Blocks (the including one counts) after which a write is confirmed.
+        #[arg(long, default_value_t = 3)]
+        confirmations: u64,
+        /// Log filter (overrides RUST_LOG), e.g. info or kvchain=debug.
+        #[arg(long)]
+        log: Option<String>,
+        /// Write logs to this file instead of stderr.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+    },
+    /// Open a console to a node running on this machine.
+    Attach {
+        /// The node's data dir [default: $HOME/.kvchain].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Run one command, print its reply and exit (non-zero if it failed).
+        #[arg(short = 'c', long)]
+        command: Option<String>,
+    },
     /// Measure this machine's mining speed and the block time it gives at each difficulty.
     Hashrate {
         /// Mining threads.
@@ -26,13 +78,100 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Hashrate { threads, seconds } => hashrate(threads, seconds),
+fn init_logs(filter: Option<String>, file: Option<PathBuf>) -> Result<()> {
+    let filter = match filter {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f).context("bad --log filter")?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line with every cause, without a backtrace: this is for people.
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Node {
+            data_dir,
+            network,
+            difficulty,
+            listen,
+            bootstrap,
+            no_mdns,
+            mine,
+            threads,
+            confirmations,
+            log,
+            log_file,
+        } => {
+            init_logs(log, log_file)?;
+            anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+            let opts = daemon::NodeOptions {
+                data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
+                network,
+                difficulty,
+                listen,
+                bootstrap,
+                mdns: !no_mdns,
+                mining: mine,
+                threads,
+                confirmations,
+            };
+            tokio::runtime::Runtime::new()?.block_on(daemon::run(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attach { data_dir, command } => {
+            let dir = data_dir.unwrap_or_else(daemon::default_data_dir);
+            let socket = dir.join(kvchain::attach::SOCKET);
+            let rt = tokio::runtime::Runtime::new()?;
+            let unreachable = || format!("no node is running with data dir {}", dir.display());
+            match command {
+                Some(cmd) => {
+                    let ok = rt
+                        .block_on(kvchain::attach::run_once(&socket, &cmd))
+                        .with_context(unreachable)?;
+                    Ok(if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                None => {
+                    rt.block_on(kvchain::attach::interactive(&socket))
+                        .with_context(unreachable)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Hashrate { threads, seconds } => {
+            init_logs(None, None)?;
+            hashrate(threads, seconds)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

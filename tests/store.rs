@@ -47,39 +47,74 @@ async fn stop(node: NodeHandle, task: tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_reports_pending_included_confirmed() {
-    let (node, _task) = start(3, MiningPolicy::Auto, None);
+    // Mining off: the test makes each block, so every state must be seen in turn.
+    let (node, _task) = start(3, MiningPolicy::Off, None);
     let store = node.store();
     let mut receipt = store.put("greeting", "hello world").await.unwrap();
-    let mut seen = vec![receipt.status()];
-    while let Some(s) = tokio::time::timeout(LIMIT, receipt.changed())
-        .await
-        .unwrap()
-    {
-        let done = s.is_final();
-        seen.push(s);
-        if done {
-            break;
+    assert_eq!(receipt.status(), TxStatus::Pending);
+    let tx = tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Some(info) = node.tx(receipt.id()).await {
+                break info.tx;
+            }
+            tokio::task::yield_now().await;
         }
+    })
+    .await
+    .expect("the node takes the write");
+    let mut parent = node.block_at(0).await.unwrap().header;
+    let mut expected = vec![
+        TxStatus::Included { height: 1 },
+        TxStatus::Included { height: 1 },
+    ];
+    expected.push(TxStatus::Confirmed {
+        height: 1,
+        depth: 3,
+    });
+    for (i, want) in expected.into_iter().enumerate() {
+        let txs = if i == 0 { vec![tx.clone()] } else { vec![] };
+        let block = block_on(&parent, txs, 0);
+        parent = block.header;
+        node.submit_block(block).await.unwrap().unwrap();
+        let got = receipt.wait_for(LIMIT, |s| *s == want).await.unwrap();
+        assert_eq!(got, want);
     }
-    assert_eq!(seen[0], TxStatus::Pending);
-    let Some(TxStatus::Confirmed { height, depth }) = seen.last().cloned() else {
-        panic!("not confirmed: {seen:?}");
-    };
-    assert!(depth >= 3);
-    // Every status in between is Pending or Included at the final height.
-    for s in &seen[..seen.len() - 1] {
-        assert!(
-            matches!(s, TxStatus::Pending) || *s == TxStatus::Included { height },
-            "{seen:?}"
-        );
-    }
+    assert!(receipt.status().is_final());
     let v = store.retrieve("greeting").unwrap();
     assert_eq!(v.value.as_deref(), Some(&b"hello world"[..]));
     assert_eq!(
         (v.height, v.tx_id, v.author),
-        (height, receipt.id(), store.author())
+        (1, receipt.id(), store.author())
     );
-    assert!(node.info().await.unwrap().height >= height + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_miner_takes_a_write_to_confirmed_in_order() {
+    let (node, _task) = start(3, MiningPolicy::Auto, None);
+    let mut receipt = node.store().put("k", "v").await.unwrap();
+    // Statuses may be skipped (a receipt holds the latest), never reordered.
+    let mut last_rank = 0;
+    loop {
+        let s = receipt.status();
+        let rank = match s {
+            TxStatus::Pending => 0,
+            TxStatus::Included { .. } => 1,
+            TxStatus::Confirmed { depth, .. } => {
+                assert!(depth >= 3);
+                2
+            }
+            TxStatus::Failed { reason } => panic!("failed: {reason}"),
+        };
+        assert!(rank >= last_rank, "status went back: {s:?}");
+        last_rank = rank;
+        if rank == 2 {
+            break;
+        }
+        tokio::time::timeout(LIMIT, receipt.changed())
+            .await
+            .unwrap();
+    }
+    assert!(node.info().await.unwrap().height >= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,216 @@
+//! `kvchain node`: opens the data dir (locked, with a persistent node key), starts the
+//! network and the node, serves the console on stdin and on the data dir's socket, and
+//! shuts down cleanly on `quit`, SIGINT or SIGTERM.
+
+use anyhow::{bail, Context, Result};
+use kvchain::chain::{Keypair, Params};
+use kvchain::console::{Console, Flow};
+use kvchain::net::{self, NetConfig, TransportKind};
+use kvchain::node::{self, MiningPolicy, Network, NodeConfig};
+use libp2p::{identity, Multiaddr};
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::BufReader;
+use tokio::sync::mpsc;
+
+/// Options of `kvchain node`.
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub difficulty: u32,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub mining: MiningPolicy,
+    pub threads: usize,
+    pub confirmations: u64,
+}
+
+/// The default data dir: `$HOME/.kvchain`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".kvchain"))
+        .unwrap_or_else(|| PathBuf::from("kvchain-data"))
+}
+
+/// Creates the data dir (owner-only) and takes its lock for the life of the process.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    }
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "data dir {} is in use by another kvchain node; stop it or pass another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the data dir"),
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+/// Loads the node key from `dir/node.key`, or makes one (mode 0600).
+fn load_or_create_key(dir: &Path) -> Result<identity::Keypair> {
+    let path = dir.join("node.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("{} is not a node key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key
+                .to_protobuf_encoding()
+                .context("cannot encode the node key")?;
+            let mut f = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The chain's signing key from the libp2p identity: the same ed25519 key.
+fn signing_key(key: &identity::Keypair) -> Result<Keypair> {
+    let ed = key
+        .clone()
+        .try_into_ed25519()
+        .context("the node key must be ed25519")?;
+    let seed: [u8; 32] = ed
+        .secret()
+        .as_ref()
+        .try_into()
+        .context("bad ed25519 secret")?;
+    Ok(Keypair::from_seed(seed))
+}
+
+/// Runs a node until `quit`, SIGINT or SIGTERM.
+pub async fn run(opts: NodeOptions) -> Result<()> {
+    let _lock = lock_data_dir(&opts.data_dir)?;
+    let key = load_or_create_key(&opts.data_dir)?;
+    let params = Params::new(&opts.network, opts.difficulty)?;
+    let (client, events) = net::spawn(
+        NetConfig {
+            network_id: params.network_id(),
+            listen: opts.listen.clone(),
+            bootstrap: opts.bootstrap.clone(),
+            mdns: opts.mdns,
+            transport: TransportKind::Tcp,
+        },
+        key.clone(),
+    )?;
+    let config = NodeConfig {
+        params: params.clone(),
+        data_dir: Some(opts.data_dir.clone()),
+        keypair: signing_key(&key)?,
+        confirmations: opts.confirmations,
+        mining: opts.mining,
+        threads: opts.threads,
+    };
+    let started = node::start_with_network(
+        config,
+        Some(Network {
+            client: client.clone(),
+            events,
+        }),
+    )
+    .with_context(|| format!("cannot open the chain in {}", opts.data_dir.display()))?;
+    if let Some(r) = &started.recovery {
+        println!(
+            "block log: cut a damaged tail at byte {} (saved to {})",
+            r.offset,
+            r.saved_to.display()
+        );
+    }
+    let handle = started.handle;
+    let info = handle.info().await.context("node did not start")?;
+    println!("kvchain node {}", env!("CARGO_PKG_VERSION"));
+    println!("peer id: {}", client.peer_id());
+    println!(
+        "network: {} (id {}, difficulty {} bits)",
+        params.network(),
+        params.network_id(),
+        params.difficulty()
+    );
+    println!("data dir: {}", opts.data_dir.display());
+    println!("height: {} tip {}", info.height, info.tip);
+    let mut listening = client.listen_addrs();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        listening.wait_for(|a| !a.is_empty()),
+    )
+    .await;
+    for addr in listening.borrow().iter() {
+        println!("listening on {addr}");
+    }
+    let console = Console::new(handle.clone(), Some(client));
+    let socket = kvchain::attach::serve(&opts.data_dir, console.clone())
+        .context("cannot serve the console socket")?;
+    println!(
+        "console: type help; attach from elsewhere with: kvchain attach --data-dir {}",
+        opts.data_dir.display()
+    );
+
+    let (quit_tx, mut quit_rx) = mpsc::channel::<()>(1);
+    tokio::spawn(stdin_console(console, quit_tx));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("interrupted; shutting down"),
+        _ = sigterm.recv() => println!("terminated; shutting down"),
+        // At end of stdin the console task ends and drops its sender: that is no quit.
+        Some(()) = quit_rx.recv() => println!("shutting down"),
+    }
+    handle.shutdown().await;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+/// Reads commands from stdin; at end of input the node keeps running.
+async fn stdin_console(console: Console, quit: mpsc::Sender<()>) {
+    let (out, mut lines) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            println!("{line}");
+        }
+    });
+    let prompt = std::io::stdin().is_terminal();
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    loop {
+        if prompt {
+            print!("> ");
+            let _ = std::io::stdout().flush();
+        }
+        match kvchain::attach::read_line(&mut stdin).await {
+            Ok(Some(line)) => {
+                if console.run_line(&line, &out).await.1 == Flow::Quit {
+                    let _ = quit.send(()).await;
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = out.send(format!("error: {e}"));
+            }
+        }
+    }
+}

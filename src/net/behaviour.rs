@@ -1,0 +1,134 @@
+//! The libp2p behaviour: gossipsub, Kademlia, mDNS, identify, ping, block sync and a block
+//! list for banned peers, each configured for a LAN network of 2 to 50 nodes.
+
+use super::protocol::{Names, SyncCodec};
+use crate::codec::MAX_MESSAGE_BYTES;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{allow_block_list, gossipsub, identify, identity, kad, mdns, ping, request_response};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// How long a sync request may take before it fails.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a kvchain node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Refuses connections from banned peers.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Gossip of txs and blocks.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Peer discovery beyond the LAN.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Peer discovery on the LAN (off with `--no-mdns`).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Exchange of listen addresses and network ids.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Block sync.
+    pub sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// Why the behaviour could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Gossipsub refused its configuration.
+    #[error("gossipsub: {0}")]
+    Gossipsub(String),
+    /// mDNS could not start (no multicast socket).
+    #[error("mdns: {0}")]
+    Mdns(#[from] std::io::Error),
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `key` on the network named by `names`.
+    pub fn new(
+        key: &identity::Keypair,
+        names: &Names,
+        mdns_on: bool,
+    ) -> Result<Behaviour, BuildError> {
+        let peer_id = key.public().to_peer_id();
+        Ok(Behaviour {
+            blocked: Default::default(),
+            gossipsub: gossipsub_behaviour(key, names)?,
+            kad: {
+                let mut cfg = kad::Config::new(names.kad());
+                cfg.set_query_timeout(Duration::from_secs(30));
+                let mut kad = kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::new(peer_id),
+                    cfg,
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                kad
+            },
+            mdns: Toggle::from(if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            }),
+            identify: identify::Behaviour::new(
+                identify::Config::new(names.identify_version(), key.public())
+                    .with_agent_version(format!("kvchain/{}", env!("CARGO_PKG_VERSION")))
+                    .with_push_listen_addr_updates(true),
+            ),
+            ping: ping::Behaviour::default(),
+            sync: request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(names.sync(), request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(SYNC_TIMEOUT)
+                    .with_max_concurrent_streams(32),
+            ),
+        })
+    }
+}
+
+fn gossipsub_behaviour(
+    key: &identity::Keypair,
+    names: &Names,
+) -> Result<gossipsub::Behaviour, BuildError> {
+    let err = |e: &dyn std::fmt::Display| BuildError::Gossipsub(e.to_string());
+    let config = gossipsub::ConfigBuilder::default()
+        .protocol_id_prefix(names.gossipsub_prefix())
+        // Content-addressed ids: the same tx or block is one message, whoever sends it.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
+        })
+        // The node validates every message before it is relayed.
+        .validate_messages()
+        .max_transmit_size(MAX_MESSAGE_BYTES + 64 * 1024)
+        // A small network: a mesh of up to 6, kept with as few as 2, and a fast heartbeat
+        // so that a new node joins the mesh within a second.
+        .mesh_n(6)
+        .mesh_n_low(2)
+        .mesh_n_high(12)
+        .mesh_outbound_min(1)
+        .heartbeat_interval(Duration::from_millis(500))
+        .flood_publish(true)
+        .build()
+        .map_err(|e| err(&e))?;
+    let mut gs =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .map_err(|e| err(&e))?;
+    // Peer scoring: every message the node rejects costs its sender, and a peer far below
+    // zero is no longer gossiped with.
+    let mut params = gossipsub::PeerScoreParams::default();
+    for topic in [names.tx_topic(), names.block_topic()] {
+        let hash = gossipsub::IdentTopic::new(topic).hash();
+        let topic_params = gossipsub::TopicScoreParams {
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        };
+        params.topics.insert(hash, topic_params);
+    }
+    gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| err(&e))?;
+    Ok(gs)
+}

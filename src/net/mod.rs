@@ -1,0 +1,241 @@
+//! The network: libp2p discovery (mDNS, Kademlia), gossip of txs and blocks, block sync,
+//! and penalties for hostile peers.
+//!
+//! [`spawn`] starts a service task that owns the swarm and returns a [`NetClient`] (a
+//! cloneable handle that sends [`NetCommand`]s) and a stream of [`NetEvent`]s for the node.
+//! The service decodes peer bytes and keeps connections; the node judges every message.
+
+pub mod behaviour;
+pub mod protocol;
+mod service;
+
+use crate::chain::{Block, Tx};
+use libp2p::{gossipsub::MessageId, identity, Multiaddr, PeerId};
+pub use protocol::{ChainStatus, Names, SyncRequest, SyncResponse};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Which transport the swarm uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// TCP with noise and yamux: real nodes.
+    Tcp,
+    /// libp2p's in-process memory transport with noise and yamux: multi-node tests.
+    Memory,
+}
+
+/// How to run the network.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Network id (from the genesis); part of every protocol name and topic.
+    pub network_id: String,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and seed Kademlia with (each ending in `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Whether to discover peers with mDNS.
+    pub mdns: bool,
+    /// The transport.
+    pub transport: TransportKind,
+}
+
+/// A message carried by gossip.
+#[derive(Clone, Debug)]
+pub enum Gossip {
+    /// A transaction.
+    Tx(Tx),
+    /// A block.
+    Block(Block),
+}
+
+/// The node's verdict on a gossiped message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: relay it.
+    Accept,
+    /// Invalid: drop it and penalise the sender.
+    Reject(String),
+    /// Not relayed, not penalised (duplicate, or parent unknown yet).
+    Ignore,
+}
+
+/// A peer as the `peers` command shows it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: PeerId,
+    /// Addresses of its open connections.
+    pub addrs: Vec<Multiaddr>,
+    /// Misbehaviour points it has collected.
+    pub penalty: u32,
+}
+
+/// A request to the network service.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Publishes a tx or block on its topic (kept and retried if nobody listens yet).
+    Publish(Gossip),
+    /// Reports the node's verdict on a gossiped message.
+    Validate {
+        /// The message.
+        id: MessageId,
+        /// The peer it came from.
+        source: PeerId,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// Sends a sync request.
+    Request {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        request: SyncRequest,
+    },
+    /// Answers an inbound sync request.
+    Respond {
+        /// The id from [`NetEvent::Request`].
+        id: u64,
+        /// The answer.
+        response: SyncResponse,
+    },
+    /// Penalises a peer for a bad sync response.
+    Penalize {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// Dials an address.
+    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    /// Lists connected peers.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+}
+
+/// Something the network service reports to the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A decoded gossip message awaiting the node's verdict.
+    Gossip {
+        /// The peer that forwarded it.
+        source: PeerId,
+        /// Its message id.
+        id: MessageId,
+        /// Its content.
+        message: Gossip,
+    },
+    /// The first connection to a peer opened.
+    PeerConnected(PeerId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(PeerId),
+    /// A peer asks something; answer with [`NetCommand::Respond`].
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// Id to answer with.
+        id: u64,
+        /// The request.
+        request: SyncRequest,
+    },
+    /// A peer answered our request.
+    Response {
+        /// Who answered.
+        peer: PeerId,
+        /// The answer.
+        response: SyncResponse,
+    },
+    /// Our request to a peer failed.
+    RequestFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The behaviour could not be built.
+    #[error(transparent)]
+    Behaviour(#[from] behaviour::BuildError),
+    /// The transport could not be built.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A cloneable handle on the network service.
+#[derive(Clone, Debug)]
+pub struct NetClient {
+    commands: mpsc::Sender<NetCommand>,
+    peer_id: PeerId,
+    listening: watch::Receiver<Vec<Multiaddr>>,
+}
+
+impl NetClient {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends a command; false if the service has stopped.
+    pub async fn send(&self, cmd: NetCommand) -> bool {
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// Sends a command without waiting; false if the service stopped or is overloaded.
+    pub fn try_send(&self, cmd: NetCommand) -> bool {
+        self.commands.try_send(cmd).is_ok()
+    }
+
+    /// Dials `addr` and waits until the dial is under way (or refused).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(NetCommand::Dial(addr, tx)).await {
+            return Err("network stopped".into());
+        }
+        rx.await.unwrap_or_else(|_| Err("network stopped".into()))
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(NetCommand::Peers(tx)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// This node's listen addresses, dialable (each ending in `/p2p/<peer id>`), as they
+    /// change: they appear once the transport has bound its sockets.
+    pub fn listen_addrs(&self) -> watch::Receiver<Vec<Multiaddr>> {
+        self.listening.clone()
+    }
+}
+
+/// Builds the swarm, starts listening and spawns the service task on the current runtime.
+pub fn spawn(
+    config: NetConfig,
+    key: identity::Keypair,
+) -> Result<(NetClient, mpsc::Receiver<NetEvent>), NetError> {
+    let peer_id = key.public().to_peer_id();
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (event_tx, event_rx) = mpsc::channel(4096);
+    let (listen_tx, listening) = watch::channel(Vec::new());
+    let service = service::Service::new(config, key, event_tx, listen_tx)?;
+    tokio::spawn(service.run(cmd_rx));
+    Ok((
+        NetClient {
+            commands: cmd_tx,
+            peer_id,
+            listening,
+        },
+        event_rx,
+    ))
+}

@@ -1,0 +1,327 @@
+//! The node: one task that owns and alone writes the chain state. It takes writes from the
+//! store, blocks from the miner, and gossip and sync traffic from the network; it feeds the
+//! miner, publishes what it makes, judges what peers send, and reports every receipt.
+//!
+//! Everything reaches it as a [`Command`] (from handles) or a [`NetEvent`] (from the
+//! network service); `task.rs` runs the loop and `sync.rs` holds the network side.
+
+mod sync;
+mod task;
+
+use crate::chain::journal::Journal;
+use crate::chain::log::Recovery;
+use crate::chain::{
+    Accepted, Block, BlockError, BlockHash, Chain, Keypair, Miner, OpenError, Params, SubmitError,
+    Tx, TxId,
+};
+use crate::net::{NetClient, NetEvent};
+use crate::store::{Store, TxStatus};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// When the node mines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MiningPolicy {
+    /// Only while txs are pending or own writes are not yet confirmed.
+    Auto,
+    /// Always, even empty blocks.
+    Always,
+    /// Never.
+    Off,
+}
+
+impl std::str::FromStr for MiningPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(MiningPolicy::Auto),
+            "always" | "on" => Ok(MiningPolicy::Always),
+            "off" => Ok(MiningPolicy::Off),
+            other => Err(format!(
+                "unknown mining policy {other:?} (auto, always, off)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for MiningPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MiningPolicy::Auto => "auto",
+            MiningPolicy::Always => "always",
+            MiningPolicy::Off => "off",
+        })
+    }
+}
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Consensus parameters.
+    pub params: Params,
+    /// Where the block log and the journal live; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// The key that signs this node's writes.
+    pub keypair: Keypair,
+    /// Confirmations (the including block counts as one) after which a write is confirmed.
+    pub confirmations: u64,
+    /// When to mine.
+    pub mining: MiningPolicy,
+    /// Mining threads.
+    pub threads: usize,
+}
+
+impl NodeConfig {
+    /// An in-memory node for `params` with a fresh key, 1 thread and auto mining.
+    pub fn new(params: Params) -> NodeConfig {
+        NodeConfig {
+            params,
+            data_dir: None,
+            keypair: Keypair::generate(),
+            confirmations: 3,
+            mining: MiningPolicy::Auto,
+            threads: 1,
+        }
+    }
+}
+
+/// The network a node talks through: the service's handle and its events.
+#[derive(Debug)]
+pub struct Network {
+    /// Handle on the network service.
+    pub client: NetClient,
+    /// Events from the network service.
+    pub events: mpsc::Receiver<NetEvent>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The chain could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The journal could not be opened.
+    #[error("journal: {0}")]
+    Journal(#[from] std::io::Error),
+}
+
+/// A snapshot of the node for `status` displays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// Network id (prefix of the genesis hash).
+    pub network_id: String,
+    /// Canonical height.
+    pub height: u64,
+    /// Canonical tip hash.
+    pub tip: BlockHash,
+    /// Cumulative work of the canonical chain.
+    pub total_work: u128,
+    /// Difficulty in bits.
+    pub difficulty: u32,
+    /// Txs in the mempool.
+    pub mempool: usize,
+    /// Blocks held for a missing parent.
+    pub orphans: usize,
+    /// The mining policy.
+    pub mining: MiningPolicy,
+    /// Whether the miner is working now.
+    pub mining_active: bool,
+    /// Recent hashes per second.
+    pub hashrate: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Whether blocks are being fetched from a peer.
+    pub syncing: bool,
+}
+
+/// What the node knows of a tx.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    /// The tx.
+    pub tx: Tx,
+    /// Height of the canonical block holding it, or `None` while it is pending.
+    pub height: Option<u64>,
+}
+
+/// A request to the node task.
+#[derive(Debug)]
+pub enum Command {
+    /// A new own write, with the sender of its receipt's status.
+    Submit {
+        /// The signed write.
+        tx: Tx,
+        /// Where to report its status.
+        status: watch::Sender<TxStatus>,
+    },
+    /// A tx from outside the store (a tool or a test).
+    PeerTx {
+        /// The tx.
+        tx: Tx,
+        /// The verdict.
+        reply: oneshot::Sender<Result<bool, SubmitError>>,
+    },
+    /// A block from a tool or a test.
+    Block {
+        /// The block.
+        block: Block,
+        /// The verdict.
+        reply: oneshot::Sender<Result<Accepted, BlockError>>,
+    },
+    /// Changes the mining policy.
+    SetMining(MiningPolicy),
+    /// Asks for a status snapshot.
+    Info(oneshot::Sender<ChainInfo>),
+    /// Asks for the canonical block at a height.
+    BlockAt(u64, oneshot::Sender<Option<Arc<Block>>>),
+    /// Asks for any known block by hash.
+    BlockByHash(BlockHash, oneshot::Sender<Option<Arc<Block>>>),
+    /// Asks for a tx in the chain or the mempool.
+    Tx(TxId, oneshot::Sender<Option<TxInfo>>),
+    /// Stops the miner and the task; answers once everything is on disk.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on a running node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    store: Store,
+}
+
+impl NodeHandle {
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Hands a block to the node and returns its verdict (`None` if the node stopped).
+    pub async fn submit_block(&self, block: Block) -> Option<Result<Accepted, BlockError>> {
+        self.ask(|reply| Command::Block { block, reply }).await
+    }
+
+    /// Hands someone else's tx to the node and returns its verdict.
+    pub async fn submit_tx(&self, tx: Tx) -> Option<Result<bool, SubmitError>> {
+        self.ask(|reply| Command::PeerTx { tx, reply }).await
+    }
+
+    /// Changes the mining policy.
+    pub async fn set_mining(&self, policy: MiningPolicy) {
+        let _ = self.commands.send(Command::SetMining(policy)).await;
+    }
+
+    /// A status snapshot.
+    pub async fn info(&self) -> Option<ChainInfo> {
+        self.ask(Command::Info).await
+    }
+
+    /// The canonical block at `height`.
+    pub async fn block_at(&self, height: u64) -> Option<Arc<Block>> {
+        self.ask(|r| Command::BlockAt(height, r)).await.flatten()
+    }
+
+    /// Any known block by hash.
+    pub async fn block_by_hash(&self, hash: BlockHash) -> Option<Arc<Block>> {
+        self.ask(|r| Command::BlockByHash(hash, r)).await.flatten()
+    }
+
+    /// A tx in the canonical chain or the mempool.
+    pub async fn tx(&self, id: TxId) -> Option<TxInfo> {
+        self.ask(|r| Command::Tx(id, r)).await.flatten()
+    }
+
+    /// The canonical height of a tx.
+    pub async fn tx_height(&self, id: TxId) -> Option<u64> {
+        self.tx(id).await.and_then(|t| t.height)
+    }
+
+    /// Stops the node: the miner halts and the task ends, even while stores are still held
+    /// (their writes then fail with `NodeStopped`). Every accepted block and write is
+    /// already on disk, as each is fsynced when taken.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+/// A started node: its handle, the task to await, and what opening the log recovered.
+#[derive(Debug)]
+pub struct Started {
+    /// The handle.
+    pub handle: NodeHandle,
+    /// The node task; it ends on [`NodeHandle::shutdown`] or when every handle and store
+    /// is dropped.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Damage found and cut from the block log on open, if any.
+    pub recovery: Option<Recovery>,
+}
+
+/// Opens the chain and the journal and starts the node task (on the current runtime),
+/// without a network.
+pub fn start(config: NodeConfig) -> Result<Started, NodeError> {
+    start_with_network(config, None)
+}
+
+/// Like [`start`], talking to peers through `network`.
+pub fn start_with_network(
+    config: NodeConfig,
+    network: Option<Network>,
+) -> Result<Started, NodeError> {
+    let (mut chain, recovery, journal) = match &config.data_dir {
+        Some(dir) => {
+            let (chain, recovery) = Chain::open(config.params.clone(), dir)?;
+            let (journal, _) = Journal::open(dir)?;
+            (chain, recovery, Some(journal))
+        }
+        None => (Chain::new(config.params.clone()), None, None),
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (found_tx, found_rx) = mpsc::unbounded_channel();
+    let miner = Miner::start(config.threads, move |block| {
+        let _ = found_tx.send(block);
+    });
+    let store = Store::new(
+        cmd_tx.clone(),
+        chain.index(),
+        Arc::new(config.keypair.clone()),
+    );
+    let mut receipts = HashMap::new();
+    // Own writes journaled before a crash or shutdown go back to the mempool, still
+    // tracked so that the journal forgets them once they are confirmed.
+    let mut republish = Vec::new();
+    if let Some(journal) = &journal {
+        for tx in journal.pending() {
+            let id = tx.id();
+            match chain.submit_tx(tx.clone()) {
+                Ok(_) => republish.push(tx),
+                Err(e) => tracing::debug!(tx = %id, error = %e, "journaled write not re-added"),
+            }
+            receipts.insert(id, watch::channel(TxStatus::Pending).0);
+        }
+    }
+    let (net, net_events) = match network {
+        Some(n) => (Some(n.client), Some(n.events)),
+        None => (None, None),
+    };
+    let mut node = task::NodeTask::new(chain, journal, miner, receipts, &config, net);
+    for tx in republish {
+        node.publish_tx(tx);
+    }
+    node.update_receipts();
+    node.refresh_work();
+    let task = tokio::spawn(node.run(cmd_rx, found_rx, net_events));
+    Ok(Started {
+        handle: NodeHandle {
+            commands: cmd_tx,
+            store,
+        },
+        task,
+        recovery,
+    })
+}

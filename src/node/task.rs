@@ -1,0 +1,291 @@
+//! The node task's loop: commands from handles, blocks from the miner, events from the
+//! network, and the timers for hashrate, template refresh and peer polling.
+
+use super::sync::SyncState;
+use super::{ChainInfo, Command, MiningPolicy, NodeConfig, TxInfo};
+use crate::chain::journal::Journal;
+use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, Tx, TxId};
+use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
+use crate::store::TxStatus;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How often a template is rebuilt for txs that arrived meanwhile.
+const TEMPLATE_REFRESH: Duration = Duration::from_millis(200);
+/// How often peers are asked for their chain status (catches up after missed gossip).
+const STATUS_POLL: Duration = Duration::from_secs(10);
+
+pub(super) struct NodeTask {
+    pub(super) chain: Chain,
+    journal: Option<Journal>,
+    miner: Miner,
+    receipts: HashMap<TxId, watch::Sender<TxStatus>>,
+    confirmations: u64,
+    mining: MiningPolicy,
+    mining_active: bool,
+    hashrate: u64,
+    /// New txs arrived since the miner's template was made.
+    work_stale: bool,
+    pub(super) net: Option<NetClient>,
+    pub(super) sync: SyncState,
+}
+
+impl NodeTask {
+    pub(super) fn new(
+        chain: Chain,
+        journal: Option<Journal>,
+        miner: Miner,
+        receipts: HashMap<TxId, watch::Sender<TxStatus>>,
+        config: &NodeConfig,
+        net: Option<NetClient>,
+    ) -> NodeTask {
+        NodeTask {
+            chain,
+            journal,
+            miner,
+            receipts,
+            confirmations: config.confirmations.max(1),
+            mining: config.mining,
+            mining_active: false,
+            hashrate: 0,
+            work_stale: false,
+            net,
+            sync: SyncState::default(),
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut found: mpsc::UnboundedReceiver<Block>,
+        mut net_events: Option<mpsc::Receiver<NetEvent>>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
+        let mut poll = tokio::time::interval(STATUS_POLL);
+        let mut last = (Instant::now(), self.miner.hashes());
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown(reply)) => {
+                        self.miner.set_work(None);
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                Some(block) = found.recv() => self.on_mined(block),
+                event = recv(&mut net_events) => match event {
+                    Some(event) => self.on_net_event(event),
+                    None => net_events = None,
+                },
+                _ = refresh.tick(), if self.work_stale => self.refresh_work(),
+                _ = poll.tick() => self.poll_peers(),
+                _ = tick.tick() => {
+                    let now = (Instant::now(), self.miner.hashes());
+                    let secs = now.0.duration_since(last.0).as_secs_f64();
+                    if secs > 0.0 {
+                        self.hashrate = ((now.1 - last.1) as f64 / secs) as u64;
+                    }
+                    last = now;
+                }
+            }
+        }
+        self.miner.set_work(None);
+        tracing::info!(height = self.chain.height(), "node stopped");
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { tx, status } => self.submit_own(tx, status),
+            Command::PeerTx { tx, reply } => {
+                let _ = reply.send(self.accept_tx(tx));
+            }
+            Command::Block { block, reply } => {
+                let _ = reply.send(self.process_block(block));
+            }
+            Command::SetMining(policy) => {
+                self.mining = policy;
+                self.refresh_work();
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+            Command::BlockAt(h, reply) => {
+                let _ = reply.send(self.chain.block_at(h));
+            }
+            Command::BlockByHash(hash, reply) => {
+                let _ = reply.send(self.chain.block(&hash));
+            }
+            Command::Tx(id, reply) => {
+                let info = match self.chain.tx_height(&id) {
+                    Some(height) => self
+                        .chain
+                        .block_at(height)
+                        .and_then(|b| b.txs.iter().find(|t| t.id() == id).cloned())
+                        .map(|tx| TxInfo {
+                            tx,
+                            height: Some(height),
+                        }),
+                    None => self.chain.mempool().get(&id).map(|tx| TxInfo {
+                        tx: tx.clone(),
+                        height: None,
+                    }),
+                };
+                let _ = reply.send(info);
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn info(&self) -> ChainInfo {
+        let tip = self.chain.tip();
+        ChainInfo {
+            network_id: self.chain.params().network_id(),
+            height: tip.height,
+            tip: tip.hash,
+            total_work: tip.work,
+            difficulty: self.chain.params().difficulty(),
+            mempool: self.chain.mempool().len(),
+            orphans: self.chain.tree().orphan_count(),
+            mining: self.mining,
+            mining_active: self.mining_active,
+            hashrate: self.hashrate,
+            peers: self.sync.peer_count(),
+            syncing: self.sync.is_syncing(),
+        }
+    }
+
+    fn submit_own(&mut self, tx: Tx, status: watch::Sender<TxStatus>) {
+        let id = tx.id();
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.add(&tx) {
+                tracing::error!(error = %e, "could not journal a write");
+                status.send_replace(TxStatus::Failed {
+                    reason: format!("could not journal the write: {e}"),
+                });
+                return;
+            }
+        }
+        match self.accept_tx(tx.clone()) {
+            Ok(_) => {
+                self.receipts.insert(id, status);
+                self.publish_tx(tx);
+                self.update_receipts();
+            }
+            Err(e) => {
+                if let Some(journal) = &mut self.journal {
+                    let _ = journal.done(&id);
+                }
+                status.send_replace(TxStatus::Failed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Adds a tx to the mempool and schedules a new template.
+    pub(super) fn accept_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
+        let new = self.chain.submit_tx(tx)?;
+        if new {
+            // Rebuilding a template copies up to a block of txs: do it at once when the
+            // miner is idle, otherwise at most every TEMPLATE_REFRESH under a flood.
+            if self.mining_active {
+                self.work_stale = true;
+            } else {
+                self.refresh_work();
+            }
+        }
+        Ok(new)
+    }
+
+    fn on_mined(&mut self, block: Block) {
+        let hash = block.hash();
+        let height = block.header.height;
+        let txs = block.txs.len();
+        match self.process_block(block.clone()) {
+            Ok(_) => {
+                tracing::info!(block = %hash, height, txs, "mined block");
+                self.publish(Gossip::Block(block));
+            }
+            Err(e) => tracing::warn!(block = %hash, error = %e, "own block rejected"),
+        }
+    }
+
+    /// Runs a block through the chain; on a tip change updates receipts and the miner.
+    pub(super) fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
+        let accepted = self.chain.process_block(block)?;
+        if accepted.tip.is_some() {
+            self.update_receipts();
+            self.refresh_work();
+        }
+        Ok(accepted)
+    }
+
+    pub(super) fn publish_tx(&mut self, tx: Tx) {
+        self.publish(Gossip::Tx(tx));
+    }
+
+    fn publish(&mut self, message: Gossip) {
+        if let Some(net) = &self.net {
+            if !net.try_send(NetCommand::Publish(message)) {
+                tracing::warn!("network is not keeping up; a publish was dropped");
+            }
+        }
+    }
+
+    /// Recomputes the status of every tracked own write from the canonical chain.
+    pub(super) fn update_receipts(&mut self) {
+        let tip = self.chain.height();
+        let mut finished = Vec::new();
+        for (id, status) in &self.receipts {
+            let new = match self.chain.tx_height(id) {
+                None => TxStatus::Pending,
+                Some(height) => {
+                    let depth = tip - height + 1;
+                    if depth >= self.confirmations {
+                        finished.push(*id);
+                        TxStatus::Confirmed { height, depth }
+                    } else {
+                        TxStatus::Included { height }
+                    }
+                }
+            };
+            status.send_if_modified(|s| {
+                let changed = *s != new;
+                *s = new;
+                changed
+            });
+        }
+        for id in finished {
+            self.receipts.remove(&id);
+            if let Some(journal) = &mut self.journal {
+                if let Err(e) = journal.done(&id) {
+                    tracing::warn!(error = %e, "could not record a confirmed write in the journal");
+                }
+            }
+        }
+    }
+
+    /// Gives the miner a fresh template, or stops it, according to the policy.
+    pub(super) fn refresh_work(&mut self) {
+        let active = match self.mining {
+            MiningPolicy::Off => false,
+            MiningPolicy::Always => true,
+            MiningPolicy::Auto => !self.chain.mempool().is_empty() || !self.receipts.is_empty(),
+        };
+        self.mining_active = active;
+        self.work_stale = false;
+        self.miner.set_work(active.then(|| self.chain.template()));
+    }
+}
+
+/// The next network event, or never when there is no network.
+async fn recv(events: &mut Option<mpsc::Receiver<NetEvent>>) -> Option<NetEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
