@@ -3,7 +3,7 @@
 //! shuts down cleanly on `quit`, SIGINT or SIGTERM.
 
 use anyhow::{bail, Context, Result};
-use kvchain::chain::{Keypair, Params};
+use kvchain::chain::Params;
 use kvchain::console::{Console, Flow};
 use kvchain::net::{self, NetConfig, TransportKind};
 use kvchain::node::{self, MiningPolicy, Network, NodeConfig};
@@ -90,20 +90,6 @@ fn load_or_create_key(dir: &Path) -> Result<identity::Keypair> {
     }
 }
 
-/// The chain's signing key from the libp2p identity: the same ed25519 key.
-fn signing_key(key: &identity::Keypair) -> Result<Keypair> {
-    let ed = key
-        .clone()
-        .try_into_ed25519()
-        .context("the node key must be ed25519")?;
-    let seed: [u8; 32] = ed
-        .secret()
-        .as_ref()
-        .try_into()
-        .context("bad ed25519 secret")?;
-    Ok(Keypair::from_seed(seed))
-}
-
 /// Runs a node until `quit`, SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> Result<()> {
     let _lock = lock_data_dir(&opts.data_dir)?;
@@ -122,7 +108,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     let config = NodeConfig {
         params: params.clone(),
         data_dir: Some(opts.data_dir.clone()),
-        keypair: signing_key(&key)?,
+        keypair: net::signing_key(&key).context("the node key must be ed25519")?,
         confirmations: opts.confirmations,
         mining: opts.mining,
         threads: opts.threads,

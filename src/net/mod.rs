@@ -219,6 +219,14 @@ impl NetClient {
     }
 }
 
+/// The chain signing key for a libp2p identity: the same ed25519 key, so a node's writes
+/// are signed by its peer identity. `None` for a non-ed25519 identity.
+pub fn signing_key(key: &identity::Keypair) -> Option<crate::chain::Keypair> {
+    let ed = key.clone().try_into_ed25519().ok()?;
+    let seed: [u8; 32] = ed.secret().as_ref().try_into().ok()?;
+    Some(crate::chain::Keypair::from_seed(seed))
+}
+
 /// Builds the swarm, starts listening and spawns the service task on the current runtime.
 pub fn spawn(
     config: NetConfig,
@@ -238,4 +246,15 @@ pub fn spawn(
         },
         event_rx,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signing_key_is_the_peer_key() {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let signing = super::signing_key(&key).unwrap();
+        let public = key.public().try_into_ed25519().unwrap().to_bytes();
+        assert_eq!(signing.public().0, public);
+    }
 }

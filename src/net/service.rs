@@ -190,6 +190,11 @@ impl Service {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
             | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                // Of blocks only the newest is worth sending later: a peer that gets it
+                // fetches its ancestors by sync. Every tx is kept.
+                if topic == self.block_topic.hash() {
+                    self.pending_publish.retain(|(t, _)| *t != topic);
+                }
                 if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
                     self.pending_publish.pop_front();
                     tracing::warn!("too many unsent publishes; dropped the oldest");

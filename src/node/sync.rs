@@ -32,6 +32,15 @@ impl SyncState {
     pub(super) fn is_syncing(&self) -> bool {
         self.peers.values().any(|p| p.fetching)
     }
+
+    /// Whether a peer last reported a different tip with exactly our work: a tie that
+    /// first-seen fork choice never breaks by itself, only a new block does.
+    pub(super) fn tied_with(&self, tip: BlockHash, work: u128) -> bool {
+        self.peers
+            .values()
+            .filter_map(|p| p.status.as_ref())
+            .any(|s| s.work() == work && s.tip != tip)
+    }
 }
 
 impl NodeTask {
@@ -130,7 +139,9 @@ impl NodeTask {
         }
     }
 
+    /// Asks every peer for its chain status.
     pub(super) fn poll_peers(&mut self) {
+        self.statuses_stale = false;
         let peers: Vec<PeerId> = self.sync.peers.keys().copied().collect();
         for peer in peers {
             self.send(NetCommand::Request {
@@ -153,6 +164,8 @@ impl NodeTask {
         if ahead {
             self.fetch_from(peer, self.locator());
         }
+        // A tie with this peer may have started or ended: the miner may have to break it.
+        self.refresh_work();
     }
 
     /// Asks `peer` for blocks after `locator`, unless a fetch from it is under way.

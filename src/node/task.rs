@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 const TEMPLATE_REFRESH: Duration = Duration::from_millis(200);
 /// How often peers are asked for their chain status (catches up after missed gossip).
 const STATUS_POLL: Duration = Duration::from_secs(10);
+/// After our tip moves, peers are asked again within this time (at most this often).
+const STATUS_REFRESH: Duration = Duration::from_millis(250);
 
 pub(super) struct NodeTask {
     pub(super) chain: Chain,
@@ -29,6 +31,8 @@ pub(super) struct NodeTask {
     work_stale: bool,
     pub(super) net: Option<NetClient>,
     pub(super) sync: SyncState,
+    /// Our tip moved since peers last told us theirs.
+    pub(super) statuses_stale: bool,
 }
 
 impl NodeTask {
@@ -52,6 +56,7 @@ impl NodeTask {
             work_stale: false,
             net,
             sync: SyncState::default(),
+            statuses_stale: false,
         }
     }
 
@@ -64,6 +69,7 @@ impl NodeTask {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
         let mut poll = tokio::time::interval(STATUS_POLL);
+        let mut stale_poll = tokio::time::interval(STATUS_REFRESH);
         let mut last = (Instant::now(), self.miner.hashes());
         loop {
             tokio::select! {
@@ -83,6 +89,7 @@ impl NodeTask {
                 },
                 _ = refresh.tick(), if self.work_stale => self.refresh_work(),
                 _ = poll.tick() => self.poll_peers(),
+                _ = stale_poll.tick(), if self.statuses_stale => self.poll_peers(),
                 _ = tick.tick() => {
                     let now = (Instant::now(), self.miner.hashes());
                     let secs = now.0.duration_since(last.0).as_secs_f64();
@@ -220,6 +227,7 @@ impl NodeTask {
         if accepted.tip.is_some() {
             self.update_receipts();
             self.refresh_work();
+            self.statuses_stale = self.net.is_some();
         }
         Ok(accepted)
     }
@@ -274,7 +282,15 @@ impl NodeTask {
         let active = match self.mining {
             MiningPolicy::Off => false,
             MiningPolicy::Always => true,
-            MiningPolicy::Auto => !self.chain.mempool().is_empty() || !self.receipts.is_empty(),
+            // Mine while writes wait, and while a peer holds a different tip of equal
+            // work: without a next block such a split would last forever.
+            MiningPolicy::Auto => {
+                !self.chain.mempool().is_empty()
+                    || !self.receipts.is_empty()
+                    || self
+                        .sync
+                        .tied_with(self.chain.tip_hash(), self.chain.total_work())
+            }
         };
         self.mining_active = active;
         self.work_stale = false;
