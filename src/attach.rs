@@ -47,7 +47,8 @@ pub fn serve(dir: &Path, console: Console) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `None` at end of input.
+/// Reads one line of at most [`MAX_LINE`] bytes; `None` at end of input. An over-long
+/// line is consumed to its end and reported as an error, so no part of it runs.
 pub async fn read_line<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
 ) -> io::Result<Option<String>> {
@@ -60,6 +61,9 @@ pub async fn read_line<R: AsyncRead + Unpin>(
         return Ok(None);
     }
     if buf.len() > MAX_LINE {
+        if buf.last() != Some(&b'\n') {
+            skip_line(reader).await?;
+        }
         return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
     }
     while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -70,11 +74,47 @@ pub async fn read_line<R: AsyncRead + Unpin>(
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not UTF-8"))
 }
 
+/// Discards input up to and including the next newline (or the end of input).
+async fn skip_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let len = chunk.len();
+                reader.consume(len);
+            }
+        }
+    }
+}
+
 async fn session(stream: UnixStream, console: Console) {
     let (read, mut write) = stream.into_split();
     let (out, mut lines) = mpsc::unbounded_channel::<String>();
+    let (closing, mut closed) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(line) = lines.recv().await {
+        loop {
+            let line = tokio::select! {
+                line = lines.recv() => line,
+                // The session ended: send what is queued, then close, without waiting
+                // for receipts still being followed (their tasks stop on the next send).
+                _ = &mut closed => {
+                    let mut rest = String::new();
+                    while let Ok(line) = lines.try_recv() {
+                        rest.push_str(&line);
+                        rest.push('\n');
+                    }
+                    let _ = write.write_all(rest.as_bytes()).await;
+                    break;
+                }
+            };
+            let Some(line) = line else { break };
             if write
                 .write_all(format!("{line}\n").as_bytes())
                 .await
@@ -101,8 +141,7 @@ async fn session(stream: UnixStream, console: Console) {
             break;
         }
     }
-    // The writer ends once every receipt follower of this session is done too.
-    drop(out);
+    let _ = closing.send(());
     let _ = writer.await;
 }
 

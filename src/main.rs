@@ -141,31 +141,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads,
                 confirmations,
             };
-            tokio::runtime::Runtime::new()?.block_on(daemon::run(opts))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(daemon::run(opts));
+            // The stdin reader sits in a blocking read that nothing can cancel: do not
+            // wait for it, or a signal would not end a node whose stdin stays open.
+            rt.shutdown_background();
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Attach { data_dir, command } => {
             let dir = data_dir.unwrap_or_else(daemon::default_data_dir);
             let socket = dir.join(kvchain::attach::SOCKET);
             let rt = tokio::runtime::Runtime::new()?;
-            let unreachable = || format!("no node is running with data dir {}", dir.display());
-            match command {
-                Some(cmd) => {
-                    let ok = rt
-                        .block_on(kvchain::attach::run_once(&socket, &cmd))
-                        .with_context(unreachable)?;
-                    Ok(if ok {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    })
+            // Only a failed connect means there is no node; other errors speak for themselves.
+            let context = |e: std::io::Error| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    anyhow::anyhow!("no node is running with data dir {}", dir.display())
                 }
-                None => {
-                    rt.block_on(kvchain::attach::interactive(&socket))
-                        .with_context(unreachable)?;
-                    Ok(ExitCode::SUCCESS)
-                }
-            }
+                _ => anyhow::Error::new(e),
+            };
+            let result = match command {
+                Some(cmd) => rt.block_on(kvchain::attach::run_once(&socket, &cmd)),
+                None => rt
+                    .block_on(kvchain::attach::interactive(&socket))
+                    .map(|()| true),
+            };
+            // Interactive stdin sits in a blocking read: do not wait for it.
+            rt.shutdown_background();
+            let ok = result.map_err(context)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Hashrate { threads, seconds } => {
             init_logs(None, None)?;

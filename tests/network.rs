@@ -37,14 +37,14 @@ async fn writes_propagate_and_all_nodes_converge_on_one_index() {
     }
     converged(&nodes).await;
     for n in nodes {
-        for i in 0..3 {
+        for (i, receipt) in receipts.iter().enumerate() {
             let v = n
                 .handle
                 .store()
                 .retrieve(&format!("k{i}"))
                 .expect("value everywhere");
             assert_eq!(v.value.as_deref(), Some(format!("v{i}").as_bytes()));
-            assert_eq!(v.tx_id, receipts[i].id());
+            assert_eq!(v.tx_id, receipt.id());
         }
     }
     // Same chain, block by block.

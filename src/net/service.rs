@@ -65,6 +65,31 @@ fn transport(
     })
 }
 
+/// Fails if a fixed TCP port in `addr` is already taken. libp2p's TCP transport listens
+/// with SO_REUSEPORT, so a second node on the same port would start without an error and
+/// silently receive part of the first one's connections.
+fn port_is_free(addr: &Multiaddr) -> Result<(), String> {
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!("port {port} is already in use"),
+                _ => e.to_string(),
+            }),
+        _ => Ok(()),
+    }
+}
+
 /// Splits a trailing `/p2p/<peer id>` off an address.
 fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut base = addr.clone();
@@ -101,12 +126,21 @@ impl Service {
             }
         }
         for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NetError::Listen {
-                    addr: addr.clone(),
-                    error: e.to_string(),
-                })?;
+            let refused = |error: String| NetError::Listen {
+                addr: addr.clone(),
+                error,
+            };
+            if config.transport == TransportKind::Tcp {
+                port_is_free(addr).map_err(refused)?;
+            }
+            swarm.listen_on(addr.clone()).map_err(|e| {
+                refused(match e {
+                    libp2p::TransportError::Other(inner) => inner.to_string(),
+                    libp2p::TransportError::MultiaddrNotSupported(_) => {
+                        "unsupported address".into()
+                    }
+                })
+            })?;
         }
         let mut service = Service {
             swarm,

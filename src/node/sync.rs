@@ -114,9 +114,10 @@ impl NodeTask {
 
     fn judge_block(&mut self, source: PeerId, block: crate::chain::Block) -> Verdict {
         let hash = block.hash();
+        let height = block.header.height;
         match self.process_block(block) {
             Ok(_) => {
-                tracing::info!(block = %hash, height = self.chain.height(), from = %source, "accepted block");
+                tracing::info!(block = %hash, height, from = %source, "accepted block");
                 Verdict::Accept
             }
             Err(BlockError::UnknownParent { .. }) => {
