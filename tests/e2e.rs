@@ -77,16 +77,22 @@ fn overlong_line() -> String {
     format!("put big {}", "x".repeat(300 * 1024))
 }
 
-#[test]
-fn three_nodes_replicate_a_write() {
-    let spec = Spec::new("e2e-replicate");
-    let n1 = Node::start("node1", &spec);
+/// Node 1, and nodes 2 and 3 joined through it, all connected.
+fn three_nodes(spec: &Spec) -> (Node, Node, Node) {
+    let n1 = Node::start("node1", spec);
     let join = spec.clone().bootstrap(&n1.addr);
     let n2 = Node::start("node2", &join);
     let n3 = Node::start("node3", &join);
     n1.wait_peers(2, LONG);
     n2.wait_peers(1, LONG);
     n3.wait_peers(1, LONG);
+    (n1, n2, n3)
+}
+
+#[test]
+fn three_nodes_replicate_a_write() {
+    let spec = Spec::new("e2e-replicate");
+    let (n1, n2, n3) = three_nodes(&spec);
 
     let id = n1.put("greeting", "\"hello world\"");
     n3.wait_value("greeting", Some("hello world"), LONG);
@@ -160,13 +166,7 @@ fn history_shows_every_version_in_order() {
 #[test]
 fn a_late_node_bootstraps_the_whole_chain() {
     let spec = Spec::new("e2e-late");
-    let n1 = Node::start("node1", &spec);
-    let join = spec.clone().bootstrap(&n1.addr);
-    let n2 = Node::start("node2", &join);
-    let n3 = Node::start("node3", &join);
-    n1.wait_peers(2, LONG);
-    n2.wait_peers(1, LONG);
-    n3.wait_peers(1, LONG);
+    let (n1, n2, n3) = three_nodes(&spec);
 
     // Writes from every node in turn, each waited for, until the chain is 5 blocks high.
     let writers = [&n1, &n2, &n3];
