@@ -5,13 +5,15 @@
 use anyhow::{bail, Context, Result};
 use kvchain::chain::Params;
 use kvchain::console::{Console, Flow};
+use kvchain::http::ApiState;
 use kvchain::net::{self, NetConfig, TransportKind};
-use kvchain::node::{self, MiningPolicy, Network, NodeConfig};
+use kvchain::node::{self, MiningPolicy, Network, NodeConfig, NodeMetrics};
 use libp2p::{identity, Multiaddr};
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::sync::mpsc;
@@ -27,6 +29,7 @@ pub struct NodeOptions {
     pub mining: MiningPolicy,
     pub threads: usize,
     pub confirmations: u64,
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// The default data dir: `$HOME/.kvchain`.
@@ -95,6 +98,10 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     let _lock = lock_data_dir(&opts.data_dir)?;
     let key = load_or_create_key(&opts.data_dir)?;
     let params = Params::new(&opts.network, opts.difficulty)?;
+    // One registry for libp2p's metrics and the node's, served at /metrics.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+    let metrics = Arc::new(NodeMetrics::register(&mut registry));
     let (client, events) = net::spawn(
         NetConfig {
             network_id: params.network_id(),
@@ -104,6 +111,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
             transport: TransportKind::Tcp,
         },
         key.clone(),
+        Some(p2p_metrics),
     )?;
     let config = NodeConfig {
         params: params.clone(),
@@ -112,6 +120,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         confirmations: opts.confirmations,
         mining: opts.mining,
         threads: opts.threads,
+        metrics: metrics.clone(),
     };
     let started = node::start_with_network(
         config,
@@ -149,6 +158,20 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     for addr in listening.borrow().iter() {
         println!("listening on {addr}");
     }
+    if let Some(addr) = opts.http {
+        let state = ApiState {
+            node: handle.clone(),
+            net: Some(client.clone()),
+            registry: Arc::new(registry),
+            metrics,
+            confirmations: opts.confirmations,
+        };
+        let bound = kvchain::http::serve(addr, state)
+            .await
+            .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+        println!("http: listening on http://{bound}");
+    }
+    tokio::spawn(sync_progress(handle.clone()));
     let console = Console::new(handle.clone(), Some(client));
     let socket = kvchain::attach::serve(&opts.data_dir, console.clone())
         .context("cannot serve the console socket")?;
@@ -169,6 +192,30 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     handle.shutdown().await;
     let _ = std::fs::remove_file(socket);
     Ok(())
+}
+
+/// Prints a progress line every few seconds while the node syncs a long chain.
+async fn sync_progress(node: kvchain::node::NodeHandle) {
+    let every = Duration::from_secs(3);
+    let mut last = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(info) = node.info().await else {
+            return;
+        };
+        if info.syncing && info.sync_target > info.height + 1 {
+            let rate = last.map_or(0.0, |h: u64| {
+                info.height.saturating_sub(h) as f64 / every.as_secs_f64()
+            });
+            println!(
+                "sync: {} of {} blocks ({rate:.0} blocks/s)",
+                info.height, info.sync_target
+            );
+            last = Some(info.height);
+        } else {
+            last = None;
+        }
+    }
 }
 
 /// Reads commands from stdin; at end of input the node keeps running.

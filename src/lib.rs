@@ -6,8 +6,10 @@
 
 pub mod attach;
 pub mod chain;
+pub mod client;
 pub mod codec;
 pub mod console;
+pub mod http;
 pub mod net;
 pub mod node;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The `kvchain` command line: parses arguments and runs the chosen subcommand.
 
 mod daemon;
+mod remote;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -57,6 +58,45 @@ enum Command {
         /// Write logs to this file instead of stderr.
         #[arg(long)]
         log_file: Option<PathBuf>,
+        /// Serve the HTTP API on this address (bare --http: 127.0.0.1:8645).
+        #[arg(long, num_args = 0..=1, default_missing_value = kvchain::http::DEFAULT_ADDR)]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Write a value through a node's HTTP API.
+    Put {
+        key: String,
+        value: String,
+        /// Answer once the write is `included` or `confirmed`.
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Read the latest value of a key.
+    Get {
+        key: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Every version of a key.
+    History {
+        key: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Delete a key.
+    Del {
+        key: String,
+        /// Answer once the delete is `included` or `confirmed`.
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// A node's status.
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Open a console to a node running on this machine.
     Attach {
@@ -76,6 +116,30 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+}
+
+/// Where and how the client subcommands talk to a node.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The node's HTTP API.
+    #[arg(long, default_value = kvchain::client::DEFAULT_NODE)]
+    node: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Longest wait, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+impl RemoteArgs {
+    fn run(self, call: remote::Remote) -> Result<ExitCode> {
+        let timeout = Duration::try_from_secs_f64(self.timeout)
+            .ok()
+            .filter(|d| *d <= Duration::from_secs(600))
+            .context("--timeout must be 0 to 600 seconds")?;
+        Ok(remote::run(&self.node, call, self.json, timeout))
+    }
 }
 
 fn init_logs(filter: Option<String>, file: Option<PathBuf>) -> Result<()> {
@@ -127,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             confirmations,
             log,
             log_file,
+            http,
         } => {
             init_logs(log, log_file)?;
             anyhow::ensure!(threads >= 1, "--threads must be at least 1");
@@ -140,6 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mining: mine,
                 threads,
                 confirmations,
+                http,
             };
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(daemon::run(opts));
@@ -175,6 +241,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Put {
+            key,
+            value,
+            wait,
+            remote,
+        } => remote.run(remote::Remote::Put { key, value, wait }),
+        Command::Get { key, remote } => remote.run(remote::Remote::Get { key }),
+        Command::History { key, remote } => remote.run(remote::Remote::History { key }),
+        Command::Del { key, wait, remote } => remote.run(remote::Remote::Del { key, wait }),
+        Command::Status { remote } => remote.run(remote::Remote::Status),
         Command::Hashrate { threads, seconds } => {
             init_logs(None, None)?;
             hashrate(threads, seconds)?;

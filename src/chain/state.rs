@@ -36,6 +36,18 @@ pub enum SubmitError {
     Mempool(#[from] MempoolError),
 }
 
+impl SubmitError {
+    /// A short machine name for the error, for metrics and API error codes.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SubmitError::Invalid(TxError::BadSignature) => "bad_signature",
+            SubmitError::Invalid(_) => "invalid",
+            SubmitError::AlreadyInChain(_) => "already_in_chain",
+            SubmitError::Mempool(_) => "mempool_full",
+        }
+    }
+}
+
 /// Why a chain could not be opened from its data dir.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

@@ -91,6 +91,29 @@ pub enum BlockError {
 }
 
 impl BlockError {
+    /// A short machine name for the error, for metrics and API error codes.
+    pub fn label(&self) -> &'static str {
+        match self {
+            BlockError::AlreadyKnown(_) => "already_known",
+            BlockError::KnownInvalid(_) => "known_invalid",
+            BlockError::BadVersion(_) => "bad_version",
+            BlockError::BadProofOfWork { .. } => "bad_pow",
+            BlockError::WrongBits { .. } => "wrong_bits",
+            BlockError::UnknownParent { .. } => "unknown_parent",
+            BlockError::InvalidParent(_) => "invalid_parent",
+            BlockError::WrongHeight { .. } => "wrong_height",
+            BlockError::BadMerkleRoot => "bad_merkle_root",
+            BlockError::DuplicateTx(_) => "duplicate_tx",
+            BlockError::TxAlreadyInChain(_) => "tx_already_in_chain",
+            BlockError::BadSignature(_) => "bad_signature",
+            BlockError::TimeTooOld { .. } => "time_too_old",
+            BlockError::TimeTooNew { .. } => "time_too_new",
+            BlockError::TooManyTxs(_) => "too_many_txs",
+            BlockError::TooLarge(_) => "too_large",
+            BlockError::Storage(_) => "storage",
+        }
+    }
+
     /// Whether the block can never become valid (so it and its descendants are remembered
     /// as invalid), as opposed to not yet (unknown parent, timestamp ahead of our clock).
     pub fn is_permanent(&self) -> bool {

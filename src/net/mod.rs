@@ -227,16 +227,18 @@ pub fn signing_key(key: &identity::Keypair) -> Option<crate::chain::Keypair> {
     Some(crate::chain::Keypair::from_seed(seed))
 }
 
-/// Builds the swarm, starts listening and spawns the service task on the current runtime.
+/// Builds the swarm, starts listening and spawns the service task on the current runtime;
+/// swarm and protocol events are recorded in `metrics` when given.
 pub fn spawn(
     config: NetConfig,
     key: identity::Keypair,
+    metrics: Option<libp2p::metrics::Metrics>,
 ) -> Result<(NetClient, mpsc::Receiver<NetEvent>), NetError> {
     let peer_id = key.public().to_peer_id();
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (event_tx, event_rx) = mpsc::channel(4096);
     let (listen_tx, listening) = watch::channel(Vec::new());
-    let service = service::Service::new(config, key, event_tx, listen_tx)?;
+    let service = service::Service::new(config, key, event_tx, listen_tx, metrics)?;
     tokio::spawn(service.run(cmd_rx));
     Ok((
         NetClient {

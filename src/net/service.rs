@@ -44,6 +44,7 @@ pub(crate) struct Service {
     next_inbound: u64,
     penalties: HashMap<PeerId, u32>,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    metrics: Option<libp2p::metrics::Metrics>,
 }
 
 fn transport(
@@ -105,6 +106,7 @@ impl Service {
         key: identity::Keypair,
         events: mpsc::Sender<NetEvent>,
         listening: watch::Sender<Vec<Multiaddr>>,
+        metrics: Option<libp2p::metrics::Metrics>,
     ) -> Result<Service, NetError> {
         let names = Names::new(&config.network_id);
         let transport = transport(config.transport, &key)?;
@@ -154,6 +156,7 @@ impl Service {
             next_inbound: 0,
             penalties: HashMap::new(),
             peer_addrs: HashMap::new(),
+            metrics,
         };
         for addr in &config.bootstrap {
             if let Err(e) = service.dial(addr.clone()) {
@@ -310,6 +313,19 @@ impl Service {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            m.record(&event);
+            if let SwarmEvent::Behaviour(b) = &event {
+                match b {
+                    BehaviourEvent::Gossipsub(e) => m.record(e),
+                    BehaviourEvent::Kad(e) => m.record(e),
+                    BehaviourEvent::Identify(e) => m.record(e),
+                    BehaviourEvent::Ping(e) => m.record(e),
+                    _ => {}
+                }
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));

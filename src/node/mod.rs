@@ -5,6 +5,7 @@
 //! Everything reaches it as a [`Command`] (from handles) or a [`NetEvent`] (from the
 //! network service); `task.rs` runs the loop and `sync.rs` holds the network side.
 
+pub mod metrics;
 mod sync;
 mod task;
 
@@ -12,14 +13,15 @@ use crate::chain::journal::Journal;
 use crate::chain::log::Recovery;
 use crate::chain::{
     Accepted, Block, BlockError, BlockHash, Chain, Keypair, Miner, OpenError, Params, SubmitError,
-    Tx, TxId,
+    TipChange, Tx, TxId,
 };
 use crate::net::{NetClient, NetEvent};
 use crate::store::{Store, TxStatus};
+pub use metrics::NodeMetrics;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// When the node mines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,8 @@ pub struct NodeConfig {
     pub mining: MiningPolicy,
     /// Mining threads.
     pub threads: usize,
+    /// Where the node counts what it does (registered with a Prometheus registry, or not).
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl NodeConfig {
@@ -83,6 +87,7 @@ impl NodeConfig {
             confirmations: 3,
             mining: MiningPolicy::Auto,
             threads: 1,
+            metrics: Arc::new(NodeMetrics::default()),
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct ChainInfo {
     pub peers: usize,
     /// Whether blocks are being fetched from a peer.
     pub syncing: bool,
+    /// Highest height a connected peer has reported (0 if none).
+    pub sync_target: u64,
 }
 
 /// What the node knows of a tx.
@@ -188,12 +195,19 @@ pub enum Command {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     store: Store,
+    tips: broadcast::Sender<Arc<TipChange>>,
 }
 
 impl NodeHandle {
     /// The node's store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Every change of the canonical chain from now on: blocks disconnected (tip first)
+    /// and connected (oldest first). A receiver that falls behind gets `Lagged`.
+    pub fn subscribe_tips(&self) -> broadcast::Receiver<Arc<TipChange>> {
+        self.tips.subscribe()
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
@@ -302,14 +316,15 @@ pub fn start_with_network(
                 Ok(_) => republish.push(tx),
                 Err(e) => tracing::debug!(tx = %id, error = %e, "journaled write not re-added"),
             }
-            receipts.insert(id, watch::channel(TxStatus::Pending).0);
+            receipts.insert(id, task::Tracked::journaled());
         }
     }
     let (net, net_events) = match network {
         Some(n) => (Some(n.client), Some(n.events)),
         None => (None, None),
     };
-    let mut node = task::NodeTask::new(chain, journal, miner, receipts, &config, net);
+    let (tips, _) = broadcast::channel(1024);
+    let mut node = task::NodeTask::new(chain, journal, miner, receipts, &config, net, tips.clone());
     for tx in republish {
         node.publish_tx(tx);
     }
@@ -320,6 +335,7 @@ pub fn start_with_network(
         handle: NodeHandle {
             commands: cmd_tx,
             store,
+            tips,
         },
         task,
         recovery,

@@ -33,6 +33,16 @@ impl SyncState {
         self.peers.values().any(|p| p.fetching)
     }
 
+    /// The highest height a connected peer has reported.
+    pub(super) fn best_height(&self) -> u64 {
+        self.peers
+            .values()
+            .filter_map(|p| p.status.as_ref())
+            .map(|s| s.height)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether a peer last reported a different tip with exactly our work: a tie that
     /// first-seen fork choice never breaks by itself, only a new block does.
     pub(super) fn tied_with(&self, tip: BlockHash, work: u128) -> bool {

@@ -2,14 +2,15 @@
 //! network, and the timers for hashrate, template refresh and peer polling.
 
 use super::sync::SyncState;
-use super::{ChainInfo, Command, MiningPolicy, NodeConfig, TxInfo};
+use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::journal::Journal;
-use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, Tx, TxId};
+use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId};
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
 use crate::store::TxStatus;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How often a template is rebuilt for txs that arrived meanwhile.
 const TEMPLATE_REFRESH: Duration = Duration::from_millis(200);
@@ -18,11 +19,28 @@ const STATUS_POLL: Duration = Duration::from_secs(10);
 /// After our tip moves, peers are asked again within this time (at most this often).
 const STATUS_REFRESH: Duration = Duration::from_millis(250);
 
+/// An own write being followed until it is confirmed.
+pub(super) struct Tracked {
+    status: watch::Sender<TxStatus>,
+    /// When it was submitted; `None` for writes taken back from the journal on start.
+    since: Option<Instant>,
+}
+
+impl Tracked {
+    /// A write found in the journal on start: nobody watches its receipt any more.
+    pub(super) fn journaled() -> Tracked {
+        Tracked {
+            status: watch::channel(TxStatus::Pending).0,
+            since: None,
+        }
+    }
+}
+
 pub(super) struct NodeTask {
     pub(super) chain: Chain,
     journal: Option<Journal>,
     miner: Miner,
-    receipts: HashMap<TxId, watch::Sender<TxStatus>>,
+    receipts: HashMap<TxId, Tracked>,
     confirmations: u64,
     mining: MiningPolicy,
     mining_active: bool,
@@ -33,6 +51,8 @@ pub(super) struct NodeTask {
     pub(super) sync: SyncState,
     /// Our tip moved since peers last told us theirs.
     pub(super) statuses_stale: bool,
+    metrics: Arc<NodeMetrics>,
+    tips: broadcast::Sender<Arc<TipChange>>,
 }
 
 impl NodeTask {
@@ -40,9 +60,10 @@ impl NodeTask {
         chain: Chain,
         journal: Option<Journal>,
         miner: Miner,
-        receipts: HashMap<TxId, watch::Sender<TxStatus>>,
+        receipts: HashMap<TxId, Tracked>,
         config: &NodeConfig,
         net: Option<NetClient>,
+        tips: broadcast::Sender<Arc<TipChange>>,
     ) -> NodeTask {
         NodeTask {
             chain,
@@ -57,6 +78,8 @@ impl NodeTask {
             net,
             sync: SyncState::default(),
             statuses_stale: false,
+            metrics: config.metrics.clone(),
+            tips,
         }
     }
 
@@ -162,6 +185,7 @@ impl NodeTask {
             hashrate: self.hashrate,
             peers: self.sync.peer_count(),
             syncing: self.sync.is_syncing(),
+            sync_target: self.sync.best_height(),
         }
     }
 
@@ -178,7 +202,13 @@ impl NodeTask {
         }
         match self.accept_tx(tx.clone()) {
             Ok(_) => {
-                self.receipts.insert(id, status);
+                self.receipts.insert(
+                    id,
+                    Tracked {
+                        status,
+                        since: Some(Instant::now()),
+                    },
+                );
                 self.publish_tx(tx);
                 self.update_receipts();
             }
@@ -195,8 +225,16 @@ impl NodeTask {
 
     /// Adds a tx to the mempool and schedules a new template.
     pub(super) fn accept_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
-        let new = self.chain.submit_tx(tx)?;
+        let new = match self.chain.submit_tx(tx) {
+            Ok(new) => new,
+            Err(e) => {
+                let reason = super::metrics::Reason { reason: e.label() };
+                self.metrics.txs_rejected.get_or_create(&reason).inc();
+                return Err(e);
+            }
+        };
         if new {
+            self.metrics.txs_accepted.inc();
             // Rebuilding a template copies up to a block of txs: do it at once when the
             // miner is idle, otherwise at most every TEMPLATE_REFRESH under a flood.
             if self.mining_active {
@@ -223,8 +261,26 @@ impl NodeTask {
 
     /// Runs a block through the chain; on a tip change updates receipts and the miner.
     pub(super) fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
-        let accepted = self.chain.process_block(block)?;
-        if accepted.tip.is_some() {
+        let accepted = match self.chain.process_block(block) {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = super::metrics::Reason { reason: e.label() };
+                self.metrics.blocks_rejected.get_or_create(&reason).inc();
+                return Err(e);
+            }
+        };
+        self.metrics
+            .blocks_accepted
+            .inc_by(accepted.blocks.len() as u64);
+        if let Some(change) = &accepted.tip {
+            if !change.disconnected.is_empty() {
+                self.metrics.reorgs.inc();
+                self.metrics
+                    .reorg_depth
+                    .observe(change.disconnected.len() as f64);
+            }
+            // Nobody listening is fine: the watch stream subscribes on demand.
+            let _ = self.tips.send(Arc::new(change.clone()));
             self.update_receipts();
             self.refresh_work();
             self.statuses_stale = self.net.is_some();
@@ -248,20 +304,25 @@ impl NodeTask {
     pub(super) fn update_receipts(&mut self) {
         let tip = self.chain.height();
         let mut finished = Vec::new();
-        for (id, status) in &self.receipts {
+        for (id, tracked) in &self.receipts {
             let new = match self.chain.tx_height(id) {
                 None => TxStatus::Pending,
                 Some(height) => {
                     let depth = tip - height + 1;
                     if depth >= self.confirmations {
                         finished.push(*id);
+                        if let Some(since) = tracked.since {
+                            self.metrics
+                                .put_to_confirmed
+                                .observe(since.elapsed().as_secs_f64());
+                        }
                         TxStatus::Confirmed { height, depth }
                     } else {
                         TxStatus::Included { height }
                     }
                 }
             };
-            status.send_if_modified(|s| {
+            tracked.status.send_if_modified(|s| {
                 let changed = *s != new;
                 *s = new;
                 changed

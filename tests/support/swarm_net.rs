@@ -38,6 +38,7 @@ pub async fn spawn(params: &Params, mining: MiningPolicy, bootstrap: Vec<Multiad
             transport: TransportKind::Memory,
         },
         key.clone(),
+        None,
     )
     .unwrap();
     let mut config = NodeConfig::new(params.clone());

@@ -1,0 +1,291 @@
+//! `/kvs/{key}`: write, delete and read values, and a key's history.
+//!
+//! Keys are path segments: percent-encode a `/` inside a key as `%2F`.
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::chain::{tx::check_key, Version};
+use crate::store::{Receipt, StoreError, TxStatus};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Longest `?timeout=` a write may wait.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// `?timeout=` when none is given.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// Query of `PUT` and `DELETE`.
+#[derive(Debug, Deserialize)]
+pub struct WriteQuery {
+    /// `included` or `confirmed`: answer once the write gets there.
+    wait: Option<String>,
+    /// How long to wait: seconds, or a number with `ms` or `s`.
+    timeout: Option<String>,
+}
+
+/// Answer to a write.
+#[derive(Debug, Serialize)]
+pub struct WriteAnswer {
+    tx: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<u64>,
+}
+
+/// Query of reads.
+#[derive(Debug, Deserialize)]
+pub struct ReadQuery {
+    /// Only versions at least this many blocks deep (the including block counts).
+    min_conf: Option<u64>,
+}
+
+/// A version as JSON.
+#[derive(Debug, Serialize)]
+pub struct VersionJson {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_hex: Option<String>,
+    deleted: bool,
+    height: u64,
+    tx: String,
+    author: String,
+    timestamp: u64,
+}
+
+impl VersionJson {
+    /// The JSON form of `v`: `value` when it is UTF-8 text, `value_hex` always.
+    pub fn new(key: &str, v: &Version) -> VersionJson {
+        VersionJson {
+            key: key.to_string(),
+            value: v
+                .value
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::to_string),
+            value_hex: v.value.as_deref().map(hex::encode),
+            deleted: v.value.is_none(),
+            height: v.height,
+            tx: v.tx_id.to_hex(),
+            author: v.author.to_string(),
+            timestamp: v.timestamp,
+        }
+    }
+}
+
+fn parse_timeout(s: &str) -> Option<Duration> {
+    let d = if let Some(ms) = s.strip_suffix("ms") {
+        Duration::from_millis(ms.parse().ok()?)
+    } else {
+        Duration::try_from_secs_f64(s.strip_suffix('s').unwrap_or(s).parse().ok()?).ok()?
+    };
+    (d <= MAX_WAIT).then_some(d)
+}
+
+fn valid_key(key: &str) -> Result<(), ApiError> {
+    check_key(key).map_err(|e| ApiError::bad_request("bad_key", e.to_string()))
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(e.status(), "value_too_large", e.body_text())
+        }
+        status => ApiError::new(status, "bad_body", e.body_text()),
+    })
+}
+
+/// `PUT /kvs/{key}`: the body is the value.
+pub async fn put(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<WriteQuery>,
+    value: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
+    let value = body(value)?;
+    valid_key(&key)?;
+    let receipt = s.node.store().put(key, value.to_vec()).await?;
+    answer_write(receipt, q).await
+}
+
+/// `DELETE /kvs/{key}`.
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<WriteQuery>,
+) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
+    valid_key(&key)?;
+    let receipt = s.node.store().delete(key).await?;
+    answer_write(receipt, q).await
+}
+
+async fn answer_write(
+    mut receipt: Receipt,
+    q: WriteQuery,
+) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
+    let timeout = match q.timeout.as_deref() {
+        None => DEFAULT_WAIT,
+        Some(t) => parse_timeout(t).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_timeout",
+                format!("timeout {t:?}: use e.g. 10, 10s or 500ms, at most 600 s"),
+            )
+        })?,
+    };
+    let status = match q.wait.as_deref() {
+        None => receipt.status(),
+        Some("included") => wait(&mut receipt, timeout, |s| *s != TxStatus::Pending).await?,
+        Some("confirmed") => wait(&mut receipt, timeout, TxStatus::is_final).await?,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_wait",
+                format!("wait={other}: use included or confirmed"),
+            ));
+        }
+    };
+    let tx = receipt.id().to_hex();
+    let (code, status, height, depth) = match status {
+        TxStatus::Pending => (StatusCode::ACCEPTED, "pending", None, None),
+        TxStatus::Included { height } => (StatusCode::OK, "included", Some(height), None),
+        TxStatus::Confirmed { height, depth } => {
+            (StatusCode::OK, "confirmed", Some(height), Some(depth))
+        }
+        TxStatus::Failed { reason } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "rejected",
+                format!("tx {tx}: {reason}"),
+            ));
+        }
+    };
+    Ok((
+        code,
+        Json(WriteAnswer {
+            tx,
+            status,
+            height,
+            depth,
+        }),
+    ))
+}
+
+async fn wait(
+    receipt: &mut Receipt,
+    timeout: Duration,
+    pred: impl FnMut(&TxStatus) -> bool,
+) -> Result<TxStatus, ApiError> {
+    match receipt.wait_for(timeout, pred).await {
+        Ok(s) => Ok(s),
+        Err(StoreError::Timeout) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("tx {} not there yet; it stays pending", receipt.id()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Versions of `key`, only those at least `min_conf` deep when asked.
+async fn versions(
+    s: &ApiState,
+    key: &str,
+    min_conf: Option<u64>,
+) -> Result<Vec<Version>, ApiError> {
+    valid_key(key)?;
+    let mut all = s.node.store().retrieve_all(key);
+    if let Some(k) = min_conf.filter(|k| *k > 1) {
+        let tip = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
+        all.retain(|v| tip + 1 >= v.height + k);
+    }
+    Ok(all)
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// `GET /kvs/{key}`: the raw value with its metadata in headers, or JSON on request.
+pub async fn get(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let latest = match q.min_conf {
+        // The fast path: one read lock on the index, no round trip to the node task.
+        None | Some(0) | Some(1) => {
+            valid_key(&key)?;
+            s.node.store().retrieve(&key)
+        }
+        k => versions(&s, &key, k)
+            .await?
+            .pop()
+            .filter(|v| v.value.is_some()),
+    };
+    let Some(v) = latest else {
+        return Err(ApiError::not_found(format!("key {key:?} has no value")));
+    };
+    if wants_json(&headers) {
+        return Ok(Json(VersionJson::new(&key, &v)).into_response());
+    }
+    let value = v
+        .value
+        .as_deref()
+        .map(Bytes::copy_from_slice)
+        .unwrap_or_default();
+    let mut response = value.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    for (name, val) in [
+        ("x-kvchain-height", v.height.to_string()),
+        ("x-kvchain-tx", v.tx_id.to_hex()),
+        ("x-kvchain-author", v.author.to_string()),
+    ] {
+        if let Ok(val) = HeaderValue::from_str(&val) {
+            h.insert(name, val);
+        }
+    }
+    Ok(response)
+}
+
+/// `GET /kvs/{key}/history`: every version in chain order, deletes included.
+pub async fn history(
+    State(s): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Json<Vec<VersionJson>>, ApiError> {
+    let all = versions(&s, &key, q.min_conf).await?;
+    Ok(Json(
+        all.iter().map(|v| VersionJson::new(&key, v)).collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_with_units_and_a_cap() {
+        assert_eq!(parse_timeout("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("2.5s"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_timeout("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("601"), None);
+        assert_eq!(parse_timeout("-1"), None);
+        assert_eq!(parse_timeout("soon"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! `GET /watch?prefix=&from=`: a Server-Sent Events stream of changes to keys under a
+//! prefix as blocks connect, and of versions a reorg removes; resumable from a height,
+//! like etcd's watch.
+//!
+//! Events: `put` and `del` for each matching write of a connected block, then `block`
+//! (its id is the height: resume with `from` = last block id + 1); `undo` for each
+//! matching write of a disconnected block; `lagged` if the reader fell too far behind,
+//! after which the stream ends and the client resumes with `from`.
+
+use super::ApiState;
+use crate::chain::{Block, BlockHash, Op, TipChange};
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use tokio::sync::{broadcast, mpsc};
+
+/// Heights of delivered blocks remembered for reorgs (deeper reorgs are not reported).
+const REMEMBER: usize = 4096;
+
+/// Query of `/watch`.
+#[derive(Debug, Deserialize)]
+pub struct WatchQuery {
+    /// Only keys starting with this.
+    #[serde(default)]
+    prefix: String,
+    /// Replay the canonical chain from this height before following it.
+    from: Option<u64>,
+}
+
+/// What the stream has told its client: block hash per height.
+struct Cursor {
+    prefix: String,
+    delivered: BTreeMap<u64, BlockHash>,
+    out: mpsc::Sender<Event>,
+}
+
+impl Cursor {
+    async fn send(&self, event: Event) -> bool {
+        self.out.send(event).await.is_ok()
+    }
+
+    /// Sends a connected block's matching writes and its `block` event.
+    async fn connect(&mut self, b: &Block) -> bool {
+        let height = b.header.height;
+        if self.delivered.get(&height) == Some(&b.hash()) {
+            return true;
+        }
+        for tx in b
+            .txs
+            .iter()
+            .filter(|tx| tx.op().key().starts_with(&self.prefix))
+        {
+            let (kind, data) = match tx.op() {
+                Op::Put { key, value } => (
+                    "put",
+                    json!({ "key": key, "value": std::str::from_utf8(value).ok(), "value_hex": hex::encode(value),
+                            "height": height, "tx": tx.id().to_hex(), "author": tx.author().to_string() }),
+                ),
+                Op::Delete { key } => (
+                    "del",
+                    json!({ "key": key, "height": height, "tx": tx.id().to_hex(), "author": tx.author().to_string() }),
+                ),
+            };
+            if !self
+                .send(Event::default().event(kind).data(data.to_string()))
+                .await
+            {
+                return false;
+            }
+        }
+        self.delivered.insert(height, b.hash());
+        while self.delivered.len() > REMEMBER {
+            self.delivered.pop_first();
+        }
+        let data = json!({ "height": height, "hash": b.hash().to_hex() }).to_string();
+        self.send(
+            Event::default()
+                .event("block")
+                .id(height.to_string())
+                .data(data),
+        )
+        .await
+    }
+
+    /// Sends `undo` for a disconnected block's matching writes, if it was delivered.
+    async fn disconnect(&mut self, b: &Block) -> bool {
+        let height = b.header.height;
+        if self.delivered.get(&height) != Some(&b.hash()) {
+            return true;
+        }
+        self.delivered.remove(&height);
+        for tx in b
+            .txs
+            .iter()
+            .rev()
+            .filter(|tx| tx.op().key().starts_with(&self.prefix))
+        {
+            let data = json!({ "key": tx.op().key(), "height": height, "tx": tx.id().to_hex() });
+            if !self
+                .send(Event::default().event("undo").data(data.to_string()))
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn apply(&mut self, change: &TipChange) -> bool {
+        for b in &change.disconnected {
+            if !self.disconnect(b).await {
+                return false;
+            }
+        }
+        for b in &change.connected {
+            if !self.connect(b).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
+    // Subscribe before replaying, so nothing falls between the replay and the live feed;
+    // the cursor skips what the replay already sent.
+    let mut tips = s.node.subscribe_tips();
+    let mut cursor = Cursor {
+        prefix: q.prefix,
+        delivered: BTreeMap::new(),
+        out,
+    };
+    if let Some(from) = q.from {
+        let Some(tip) = s.node.info().await.map(|i| i.height) else {
+            return;
+        };
+        for h in from.max(1)..=tip {
+            let Some(b) = s.node.block_at(h).await else {
+                break;
+            };
+            if !cursor.connect(&b).await {
+                return;
+            }
+        }
+    }
+    loop {
+        match tips.recv().await {
+            Ok(change) => {
+                if !cursor.apply(&change).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let resume = cursor.delivered.last_key_value().map_or(1, |(h, _)| h + 1);
+                let data = json!({ "resume_from": resume }).to_string();
+                let _ = cursor
+                    .send(Event::default().event("lagged").data(data))
+                    .await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `GET /watch`.
+pub async fn watch(
+    State(s): State<ApiState>,
+    Query(q): Query<WatchQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(run(s, q, tx));
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
