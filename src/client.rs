@@ -19,6 +19,9 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The request was not sent: the input breaks a rule the node would refuse anyway.
+    #[error("{0}")]
+    Invalid(String),
     /// The node answered with an error.
     #[error("{message} ({code}, HTTP {status})")]
     Api {
@@ -36,9 +39,15 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { code, .. } => Some(code),
-            ClientError::Unreachable { .. } => None,
+            ClientError::Unreachable { .. } | ClientError::Invalid(_) => None,
         }
     }
+}
+
+/// The URL of `key` under `/kvs/`, refusing a key the node would refuse.
+fn key_url(base: &str, key: &str, suffix: &str) -> Result<String, ClientError> {
+    crate::chain::tx::check_key(key).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    Ok(format!("{base}/kvs/{}{suffix}", encode_segment(key)))
 }
 
 /// Percent-encodes a key as one path segment (everything but unreserved characters).
@@ -141,12 +150,7 @@ impl Client {
         wait: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<Value, ClientError> {
-        let url = format!(
-            "{}/kvs/{}{}",
-            self.base,
-            encode_segment(key),
-            Self::write_query(wait, timeout)
-        );
+        let url = key_url(&self.base, key, &Self::write_query(wait, timeout))?;
         self.json(&url, self.agent.put(&url).send(value))
     }
 
@@ -157,18 +161,13 @@ impl Client {
         wait: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<Value, ClientError> {
-        let url = format!(
-            "{}/kvs/{}{}",
-            self.base,
-            encode_segment(key),
-            Self::write_query(wait, timeout)
-        );
+        let url = key_url(&self.base, key, &Self::write_query(wait, timeout))?;
         self.json(&url, self.agent.delete(&url).call())
     }
 
     /// `GET /kvs/{key}` as JSON; `None` when the key has no value.
     pub fn get(&self, key: &str) -> Result<Option<Value>, ClientError> {
-        let url = format!("{}/kvs/{}", self.base, encode_segment(key));
+        let url = key_url(&self.base, key, "")?;
         match self.json(
             &url,
             self.agent
@@ -184,7 +183,7 @@ impl Client {
 
     /// `GET /kvs/{key}` as raw bytes; `None` when the key has no value.
     pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        let url = format!("{}/kvs/{}", self.base, encode_segment(key));
+        let url = key_url(&self.base, key, "")?;
         match self.answer(&url, self.agent.get(&url).call()) {
             Ok((_, body)) => Ok(Some(body)),
             Err(e) if e.code() == Some("not_found") => Ok(None),
@@ -194,7 +193,7 @@ impl Client {
 
     /// `GET /kvs/{key}/history`.
     pub fn history(&self, key: &str) -> Result<Vec<Value>, ClientError> {
-        let url = format!("{}/kvs/{}/history", self.base, encode_segment(key));
+        let url = key_url(&self.base, key, "/history")?;
         let v = self.json(&url, self.agent.get(&url).call())?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }

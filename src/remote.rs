@@ -87,6 +87,7 @@ pub fn run(node: &str, call: Remote, json: bool, timeout: Duration) -> ExitCode 
         eprintln!("error: {e}");
         ExitCode::from(match &e {
             ClientError::Unreachable { .. } => 3,
+            ClientError::Invalid(_) => 2,
             ClientError::Api { code, .. } if code == "timeout" => 4,
             ClientError::Api { code, .. } if code == "rejected" => 1,
             ClientError::Api { .. } => 2,

@@ -104,6 +104,42 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// What a write's query asks for, checked before anything is written.
+struct WaitSpec {
+    until: Option<fn(&TxStatus) -> bool>,
+    timeout: Duration,
+}
+
+fn is_not_pending(s: &TxStatus) -> bool {
+    *s != TxStatus::Pending
+}
+
+impl WaitSpec {
+    fn parse(q: &WriteQuery) -> Result<WaitSpec, ApiError> {
+        let timeout = match q.timeout.as_deref() {
+            None => DEFAULT_WAIT,
+            Some(t) => parse_timeout(t).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_timeout",
+                    format!("timeout {t:?}: use e.g. 10, 10s or 500ms, at most 600 s"),
+                )
+            })?,
+        };
+        let until: Option<fn(&TxStatus) -> bool> = match q.wait.as_deref() {
+            None => None,
+            Some("included") => Some(is_not_pending),
+            Some("confirmed") => Some(TxStatus::is_final),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "bad_wait",
+                    format!("wait={other}: use included or confirmed"),
+                ));
+            }
+        };
+        Ok(WaitSpec { until, timeout })
+    }
+}
+
 /// `PUT /kvs/{key}`: the body is the value.
 pub async fn put(
     State(s): State<ApiState>,
@@ -113,8 +149,9 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
     let value = body(value)?;
     valid_key(&key)?;
+    let spec = WaitSpec::parse(&q)?;
     let receipt = s.node.store().put(key, value.to_vec()).await?;
-    answer_write(receipt, q).await
+    answer_write(receipt, spec).await
 }
 
 /// `DELETE /kvs/{key}`.
@@ -124,33 +161,18 @@ pub async fn delete(
     Query(q): Query<WriteQuery>,
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
     valid_key(&key)?;
+    let spec = WaitSpec::parse(&q)?;
     let receipt = s.node.store().delete(key).await?;
-    answer_write(receipt, q).await
+    answer_write(receipt, spec).await
 }
 
 async fn answer_write(
     mut receipt: Receipt,
-    q: WriteQuery,
+    spec: WaitSpec,
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
-    let timeout = match q.timeout.as_deref() {
-        None => DEFAULT_WAIT,
-        Some(t) => parse_timeout(t).ok_or_else(|| {
-            ApiError::bad_request(
-                "bad_timeout",
-                format!("timeout {t:?}: use e.g. 10, 10s or 500ms, at most 600 s"),
-            )
-        })?,
-    };
-    let status = match q.wait.as_deref() {
+    let status = match spec.until {
         None => receipt.status(),
-        Some("included") => wait(&mut receipt, timeout, |s| *s != TxStatus::Pending).await?,
-        Some("confirmed") => wait(&mut receipt, timeout, TxStatus::is_final).await?,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_wait",
-                format!("wait={other}: use included or confirmed"),
-            ));
-        }
+        Some(until) => wait(&mut receipt, spec.timeout, until).await?,
     };
     let tx = receipt.id().to_hex();
     let (code, status, height, depth) = match status {

@@ -47,6 +47,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/peers", get(chain::peers))
         .route("/metrics", get(chain::metrics))
         .route("/watch", get(watch::watch))
+        .fallback(|| async {
+            error::ApiError::not_found("no such endpoint (see the README for the API)")
+        })
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::chain::params::MAX_VALUE_BYTES,
         ))

@@ -2,10 +2,11 @@
 //! prefix as blocks connect, and of versions a reorg removes; resumable from a height,
 //! like etcd's watch.
 //!
-//! Events: `put` and `del` for each matching write of a connected block, then `block`
-//! (its id is the height: resume with `from` = last block id + 1); `undo` for each
-//! matching write of a disconnected block; `lagged` if the reader fell too far behind,
-//! after which the stream ends and the client resumes with `from`.
+//! Events: `ready` once the stream is live (after any replay), with the tip height; `put`
+//! and `del` for each matching write of a connected block, then `block` (its id is the
+//! height: resume with `from` = last block id + 1); `undo` for each matching write of a
+//! disconnected block; `lagged` if the reader fell too far behind, after which the stream
+//! ends and the client resumes with `from`.
 
 use super::ApiState;
 use crate::chain::{Block, BlockHash, Op, TipChange};
@@ -135,10 +136,10 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
         delivered: BTreeMap::new(),
         out,
     };
+    let Some(tip) = s.node.info().await.map(|i| i.height) else {
+        return;
+    };
     if let Some(from) = q.from {
-        let Some(tip) = s.node.info().await.map(|i| i.height) else {
-            return;
-        };
         for h in from.max(1)..=tip {
             let Some(b) = s.node.block_at(h).await else {
                 break;
@@ -147,6 +148,13 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
                 return;
             }
         }
+    }
+    let ready = json!({ "height": tip }).to_string();
+    if !cursor
+        .send(Event::default().event("ready").data(ready))
+        .await
+    {
+        return;
     }
     loop {
         match tips.recv().await {
