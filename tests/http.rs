@@ -5,6 +5,8 @@
 mod common;
 #[path = "support/http_node.rs"]
 mod http_node;
+#[path = "support/swarm_net.rs"]
+mod swarm_net;
 
 use common::block_on;
 use http_node::*;
@@ -29,6 +31,14 @@ async fn pending(node: &NodeHandle, id: &str) -> Tx {
         .await
         .expect("pending tx")
         .tx
+}
+
+/// Each event's name and key.
+fn kinds(events: &[SseEvent]) -> Vec<(&str, Value)> {
+    events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data["key"].clone()))
+        .collect()
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -299,12 +309,9 @@ async fn the_watch_stream_delivers_every_change_in_order_and_reports_a_reorg() {
     }
     let h1 = mine(&n.node, txs.clone(), 1).await;
     let got = next_events(&events, 3);
-    let kinds: Vec<(&str, Value)> = got
-        .iter()
-        .map(|e| (e.event.as_str(), e.data["key"].clone()))
-        .collect();
+    let seen = kinds(&got);
     assert_eq!(
-        kinds,
+        seen,
         vec![
             ("put", Value::from("w/a")),
             ("put", Value::from("w/b")),
@@ -320,12 +327,9 @@ async fn the_watch_stream_delivers_every_change_in_order_and_reports_a_reorg() {
     n.node.submit_block(b1.clone()).await.unwrap().unwrap();
     n.node.submit_block(b2.clone()).await.unwrap().unwrap();
     let got = next_events(&events, 4);
-    let kinds: Vec<(&str, Value)> = got
-        .iter()
-        .map(|e| (e.event.as_str(), e.data["key"].clone()))
-        .collect();
+    let seen = kinds(&got);
     assert_eq!(
-        kinds,
+        seen,
         vec![
             ("undo", Value::from("w/b")),
             ("undo", Value::from("w/a")),

@@ -1,12 +1,10 @@
 //! A real node (memory-transport network included) serving the HTTP API on loopback, and
-//! small blocking HTTP helpers run off the async runtime.
+//! small blocking HTTP helpers run off the async runtime. Include `swarm_net` beside it.
 #![allow(dead_code)]
 
 use kvchain::chain::Params;
 use kvchain::http::ApiState;
-use kvchain::net::{self, NetConfig, TransportKind};
-use kvchain::node::{self, MiningPolicy, Network, NodeConfig, NodeHandle, NodeMetrics};
-use libp2p::identity;
+use kvchain::node::{MiningPolicy, NodeHandle, NodeMetrics};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,43 +22,21 @@ pub struct ApiNode {
 /// Starts a node at `bits` with `confirmations`, mining by `mining`, serving its API.
 pub async fn start(bits: u32, confirmations: u64, mining: MiningPolicy) -> ApiNode {
     let params = Params::new("http-test", bits).unwrap();
-    let key = identity::Keypair::generate_ed25519();
     let mut registry = Registry::default();
     let p2p = libp2p::metrics::Metrics::new(&mut registry);
     let metrics = Arc::new(NodeMetrics::register(&mut registry));
-    let port = u64::from_le_bytes(
-        kvchain::chain::Keypair::generate().public().0[..8]
-            .try_into()
-            .unwrap(),
-    ) | 1;
-    let (client, events) = net::spawn(
-        NetConfig {
-            network_id: params.network_id(),
-            listen: vec![format!("/memory/{port}").parse().unwrap()],
-            bootstrap: vec![],
-            mdns: false,
-            transport: TransportKind::Memory,
-        },
-        key.clone(),
+    let node = crate::swarm_net::spawn_with(
+        &params,
+        mining,
+        vec![],
+        confirmations,
         Some(p2p),
+        metrics.clone(),
     )
-    .unwrap();
-    let mut config = NodeConfig::new(params);
-    config.keypair = net::signing_key(&key).unwrap();
-    config.confirmations = confirmations;
-    config.mining = mining;
-    config.metrics = metrics.clone();
-    let started = node::start_with_network(
-        config,
-        Some(Network {
-            client: client.clone(),
-            events,
-        }),
-    )
-    .unwrap();
+    .await;
     let state = ApiState {
-        node: started.handle.clone(),
-        net: Some(client),
+        node: node.handle.clone(),
+        net: Some(node.net),
         registry: Arc::new(registry),
         metrics,
         confirmations,
@@ -69,7 +45,7 @@ pub async fn start(bits: u32, confirmations: u64, mining: MiningPolicy) -> ApiNo
         .await
         .unwrap();
     ApiNode {
-        node: started.handle,
+        node: node.handle,
         url: format!("http://{addr}"),
     }
 }

@@ -4,9 +4,10 @@
 
 use kvchain::chain::Params;
 use kvchain::net::{self, NetClient, NetConfig, TransportKind};
-use kvchain::node::{self, ChainInfo, MiningPolicy, Network, NodeConfig, NodeHandle};
+use kvchain::node::{self, ChainInfo, MiningPolicy, Network, NodeConfig, NodeHandle, NodeMetrics};
 use libp2p::{identity, Multiaddr};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long any wait in these tests may take.
@@ -21,14 +22,33 @@ pub struct TestNode {
 
 /// Starts a node listening on a fresh memory address, dialing `bootstrap`.
 pub async fn spawn(params: &Params, mining: MiningPolicy, bootstrap: Vec<Multiaddr>) -> TestNode {
+    spawn_with(
+        params,
+        mining,
+        bootstrap,
+        2,
+        None,
+        Arc::new(NodeMetrics::default()),
+    )
+    .await
+}
+
+/// Like [`spawn`], with the confirmations and the metrics to record into.
+pub async fn spawn_with(
+    params: &Params,
+    mining: MiningPolicy,
+    bootstrap: Vec<Multiaddr>,
+    confirmations: u64,
+    p2p_metrics: Option<libp2p::metrics::Metrics>,
+    metrics: Arc<NodeMetrics>,
+) -> TestNode {
     // Logs through the test harness: shown for failing tests, filtered by RUST_LOG.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let key = identity::Keypair::generate_ed25519();
-    let port = rand_port();
-    let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
+    let listen: Multiaddr = format!("/memory/{}", rand_port()).parse().unwrap();
     let (client, events) = net::spawn(
         NetConfig {
             network_id: params.network_id(),
@@ -38,21 +58,19 @@ pub async fn spawn(params: &Params, mining: MiningPolicy, bootstrap: Vec<Multiad
             transport: TransportKind::Memory,
         },
         key.clone(),
-        None,
+        p2p_metrics,
     )
     .unwrap();
     let mut config = NodeConfig::new(params.clone());
     config.keypair = net::signing_key(&key).unwrap();
     config.mining = mining;
-    config.confirmations = 2;
-    let started = node::start_with_network(
-        config,
-        Some(Network {
-            client: client.clone(),
-            events,
-        }),
-    )
-    .unwrap();
+    config.confirmations = confirmations;
+    config.metrics = metrics;
+    let network = Network {
+        client: client.clone(),
+        events,
+    };
+    let started = node::start_with_network(config, Some(network)).unwrap();
     let mut addrs = client.listen_addrs();
     let addr = tokio::time::timeout(LIMIT, addrs.wait_for(|a| !a.is_empty()))
         .await
