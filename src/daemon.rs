@@ -95,6 +95,11 @@ fn load_or_create_key(dir: &Path) -> Result<identity::Keypair> {
 
 /// Runs a node until `quit`, SIGINT or SIGTERM.
 pub async fn run(opts: NodeOptions) -> Result<()> {
+    // Take over SIGINT and SIGTERM before anything is printed: whoever waits for the
+    // node's output and then signals it must always get a clean shutdown.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let _lock = lock_data_dir(&opts.data_dir)?;
     let key = load_or_create_key(&opts.data_dir)?;
     let params = Params::new(&opts.network, opts.difficulty)?;
@@ -182,9 +187,8 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
 
     let (quit_tx, mut quit_rx) = mpsc::channel::<()>(1);
     tokio::spawn(stdin_console(console, quit_tx));
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => println!("interrupted; shutting down"),
+        _ = sigint.recv() => println!("interrupted; shutting down"),
         _ = sigterm.recv() => println!("terminated; shutting down"),
         // At end of stdin the console task ends and drops its sender: that is no quit.
         Some(()) = quit_rx.recv() => println!("shutting down"),
