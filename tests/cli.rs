@@ -217,7 +217,11 @@ fn put_get_history_del_round_trip() {
     let v2 = node
         .cli(&["put", "k", "v2", "--wait", "included", "--json"])
         .ok_json();
-    assert_eq!(v2["status"], "included", "{v2}");
+    // At least included: a fast miner may already have confirmed it.
+    assert!(
+        matches!(v2["status"].as_str(), Some("included" | "confirmed")),
+        "{v2}"
+    );
     assert!(v2["height"].as_u64().is_some(), "{v2}");
     assert!(v2["tx"].as_str().is_some_and(|t| t.len() == 64), "{v2}");
 
