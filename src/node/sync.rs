@@ -54,7 +54,9 @@ impl SyncState {
 }
 
 impl NodeTask {
-    fn send(&self, cmd: NetCommand) {
+    /// Hands a command to the network without waiting; drops it (with a warning) when the
+    /// network is overloaded, never blocking the node task.
+    pub(super) fn send(&self, cmd: NetCommand) {
         if let Some(net) = &self.net {
             if !net.try_send(cmd) {
                 tracing::warn!("network is not keeping up; a command was dropped");

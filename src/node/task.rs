@@ -293,11 +293,7 @@ impl NodeTask {
     }
 
     fn publish(&mut self, message: Gossip) {
-        if let Some(net) = &self.net {
-            if !net.try_send(NetCommand::Publish(message)) {
-                tracing::warn!("network is not keeping up; a publish was dropped");
-            }
-        }
+        self.send(NetCommand::Publish(message));
     }
 
     /// Recomputes the status of every tracked own write from the canonical chain.
