@@ -14,7 +14,7 @@
 
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use kvchain::chain::block::merkle_root;
-use kvchain::chain::{pow, Block, Chain, Header, Index, Keypair, Op, Params, Tx, TxId};
+use kvchain::chain::{pow, Block, Chain, Header, Index, Keypair, Op, Params, Tx};
 use kvchain::node::{self, MiningPolicy, NodeConfig};
 use std::time::Duration;
 
@@ -70,12 +70,11 @@ fn signed_puts(n: usize, keypairs: &[Keypair], key_of: impl Fn(usize) -> String 
 
 /// A solved block on `parent` holding `txs`, one second after it.
 fn block_on(parent: &Header, txs: Vec<Tx>) -> Block {
-    let ids: Vec<TxId> = txs.iter().map(Tx::id).collect();
     let header = Header {
         version: 1,
         height: parent.height + 1,
         prev: parent.hash(),
-        merkle: merkle_root(&ids),
+        merkle: merkle_root(&txs),
         time: parent.time + 1_000,
         bits: parent.bits,
         nonce: 0,

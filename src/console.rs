@@ -54,6 +54,8 @@ pub enum ConsoleCommand {
     Mine(MiningPolicy),
     /// `connect <multiaddr>`
     Connect(Multiaddr),
+    /// `unban <peer id>`
+    Unban(libp2p::PeerId),
     /// `help`
     Help,
     /// `quit`
@@ -67,7 +69,8 @@ get <key>             the latest value
 history <key>         every version, oldest first
 del <key>             delete a key (a tombstone in its history)
 status                height, tip, difficulty, peers, mempool, mining, sync
-peers                 connected peers
+peers                 connected peers (with penalty points) and bans in force
+unban <peer id>       lift a ban before it runs out
 chain [n]             the last n blocks (default 10)
 block <height|hash>   one block and its transactions
 tx <id>               one transaction and where it is
@@ -174,6 +177,14 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, String> {
                 args[0]
                     .parse()
                     .map_err(|e| format!("bad multiaddr {}: {e}", args[0]))?,
+            )
+        }
+        "unban" => {
+            arity(1, "unban <peer id>")?;
+            ConsoleCommand::Unban(
+                args[0]
+                    .parse()
+                    .map_err(|_| format!("not a peer id: {}", args[0]))?,
             )
         }
         "help" | "?" => ConsoleCommand::Help,
@@ -305,12 +316,24 @@ impl Console {
                 }
                 for p in peers {
                     let addrs: Vec<String> = p.addrs.iter().map(|a| a.to_string()).collect();
-                    let penalty = if p.penalty > 0 {
-                        format!(" penalty {}", p.penalty)
-                    } else {
-                        String::new()
+                    let penalty = match p.penalty {
+                        0 => String::new(),
+                        n => format!(" penalty {n}"),
                     };
                     say(format!("{} {}{penalty}", p.id, addrs.join(" ")));
+                }
+                for b in net.bans().await {
+                    let ips: Vec<String> = b.ips.iter().map(|ip| ip.to_string()).collect();
+                    let ips = match ips.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", ips.join(" ")),
+                    };
+                    say(format!(
+                        "banned {}{ips} for {} more s: {}",
+                        b.peer,
+                        b.remaining.as_secs(),
+                        b.reason
+                    ));
                 }
             }
             ConsoleCommand::Chain(n) => {
@@ -363,6 +386,13 @@ impl Console {
                 let net = self.net.as_ref().ok_or("no network")?;
                 net.dial(addr.clone()).await?;
                 say(format!("dialing {addr}"));
+            }
+            ConsoleCommand::Unban(peer) => {
+                let net = self.net.as_ref().ok_or("no network")?;
+                if !net.unban(peer).await {
+                    return Err(format!("{peer} is not banned"));
+                }
+                say(format!("unbanned {peer}"));
             }
             ConsoleCommand::Help => say(HELP.into()),
             ConsoleCommand::Quit => return Ok(Flow::Quit),
@@ -457,6 +487,8 @@ mod tests {
             "tx 12",
             "mine maybe",
             "connect nope",
+            "unban",
+            "unban not-a-peer",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -29,6 +29,7 @@ pub struct NodeOptions {
     pub mining: MiningPolicy,
     pub threads: usize,
     pub confirmations: u64,
+    pub limits: net::Limits,
     pub http: Option<std::net::SocketAddr>,
 }
 
@@ -114,6 +115,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
             bootstrap: opts.bootstrap.clone(),
             mdns: opts.mdns,
             transport: TransportKind::Tcp,
+            limits: opts.limits.clone(),
         },
         key.clone(),
         Some(p2p_metrics),

@@ -58,6 +58,15 @@ enum Command {
         /// Write logs to this file instead of stderr.
         #[arg(long)]
         log_file: Option<PathBuf>,
+        /// How long a misbehaving peer stays banned, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ban_duration: u64,
+        /// Most connections to other peers in all.
+        #[arg(long, default_value_t = 128)]
+        max_peers: u32,
+        /// Most inbound connections from one IP address (loopback is exempt).
+        #[arg(long, default_value_t = 8)]
+        max_peers_per_ip: usize,
         /// Serve the HTTP API on this address (bare --http: 127.0.0.1:8645).
         #[arg(long, num_args = 0..=1, default_missing_value = kvchain::http::DEFAULT_ADDR)]
         http: Option<std::net::SocketAddr>,
@@ -191,10 +200,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             confirmations,
             log,
             log_file,
+            ban_duration,
+            max_peers,
+            max_peers_per_ip,
             http,
         } => {
             init_logs(log, log_file)?;
             anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+            anyhow::ensure!(max_peers >= 1, "--max-peers must be at least 1");
+            let limits = kvchain::net::Limits {
+                ban_duration: Duration::from_secs(ban_duration),
+                max_connections: max_peers,
+                max_inbound_per_ip: max_peers_per_ip,
+                ..Default::default()
+            };
             let opts = daemon::NodeOptions {
                 data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
                 network,
@@ -205,6 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mining: mine,
                 threads,
                 confirmations,
+                limits,
                 http,
             };
             let rt = tokio::runtime::Runtime::new()?;

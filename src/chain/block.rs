@@ -1,6 +1,6 @@
 //! Blocks: the 96-byte header in a fixed binary layout, the tx list and the Merkle root.
 
-use super::crypto::{BlockHash, Hash, TxId};
+use super::crypto::{BlockHash, Hash};
 use super::params::MAX_BLOCK_TXS;
 use super::tx::Tx;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ pub struct Header {
     pub height: u64,
     /// Hash of the parent block.
     pub prev: BlockHash,
-    /// Merkle root of the tx ids.
+    /// Merkle root over the txs' ids and signatures ([`tx_leaf`]).
     pub merkle: Hash,
     /// Timestamp in milliseconds since the Unix epoch.
     pub time: u64,
@@ -139,25 +139,32 @@ impl Block {
 
     /// The Merkle root of this block's txs, as the header should state it.
     pub fn compute_merkle(&self) -> Hash {
-        let ids: Vec<TxId> = self.txs.iter().map(Tx::id).collect();
-        merkle_root(&ids)
+        merkle_root(&self.txs)
     }
 }
 
-/// Merkle root over tx ids, with domain-separated leaves and nodes (RFC 6962 style) and an
-/// odd node promoted unchanged, so no two different id lists share a root.
-pub fn merkle_root(ids: &[TxId]) -> Hash {
-    if ids.is_empty() {
+/// The Merkle leaf of a tx: it commits to the tx id (author, operation, nonce, timestamp)
+/// and to the signature bytes. A tx id cannot cover its own signature, so a root over ids
+/// alone would let anyone swap a signature without changing the block hash; with the
+/// signature in the leaf, the block hash commits to every byte that validation reads.
+pub fn tx_leaf(tx: &Tx) -> Hash {
+    let mut b = [0u8; 1 + 32 + 64];
+    b[1..33].copy_from_slice(&tx.id().0);
+    b[33..].copy_from_slice(&tx.signature().0);
+    Hash::digest(&b)
+}
+
+/// Merkle root of a tx list: [`tx_leaf`]s, domain-separated nodes (RFC 6962 style) and an
+/// odd node promoted unchanged, so no two different tx lists share a root.
+pub fn merkle_root(txs: &[Tx]) -> Hash {
+    root_of_leaves(txs.iter().map(tx_leaf).collect())
+}
+
+/// Merkle root over leaves already hashed (leaf prefix 0, node prefix 1).
+fn root_of_leaves(mut level: Vec<Hash>) -> Hash {
+    if level.is_empty() {
         return Hash::digest(b"");
     }
-    let mut level: Vec<Hash> = ids
-        .iter()
-        .map(|id| {
-            let mut b = [0u8; 33];
-            b[1..].copy_from_slice(&id.0);
-            Hash::digest(&b)
-        })
-        .collect();
     while level.len() > 1 {
         level = level
             .chunks(2)
@@ -207,13 +214,25 @@ mod tests {
     #[test]
     fn merkle_distinguishes_lists() {
         let ids: Vec<Hash> = (0..5u8).map(|i| Hash::digest(&[i])).collect();
-        let r3 = merkle_root(&ids[..3]);
-        assert_ne!(r3, merkle_root(&ids[..2]));
-        assert_ne!(r3, merkle_root(&[ids[0], ids[1], ids[2], ids[2]]));
+        let r3 = root_of_leaves(ids[..3].to_vec());
+        assert_ne!(r3, root_of_leaves(ids[..2].to_vec()));
+        assert_ne!(r3, root_of_leaves(vec![ids[0], ids[1], ids[2], ids[2]]));
         assert_ne!(
-            merkle_root(&[ids[0], ids[1]]),
-            merkle_root(&[ids[1], ids[0]])
+            root_of_leaves(vec![ids[0], ids[1]]),
+            root_of_leaves(vec![ids[1], ids[0]])
         );
-        assert_ne!(merkle_root(&[]), merkle_root(&ids[..1]));
+        assert_ne!(root_of_leaves(vec![]), root_of_leaves(ids[..1].to_vec()));
+    }
+
+    #[test]
+    fn merkle_commits_to_signatures() {
+        use crate::chain::{Keypair, Op};
+        let kp = Keypair::generate();
+        let tx = Tx::new(&kp, Op::Delete { key: "k".into() }, 1, 2).unwrap();
+        let mut sig = tx.signature();
+        sig.0[5] ^= 1;
+        let forged = tx.with_signature(sig);
+        assert_eq!(forged.id(), tx.id());
+        assert_ne!(merkle_root(&[forged]), merkle_root(&[tx]));
     }
 }

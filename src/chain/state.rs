@@ -264,14 +264,13 @@ impl Chain {
         let txs = self
             .mempool
             .template(MAX_BLOCK_TXS, MAX_BLOCK_BYTES - super::block::HEADER_LEN);
-        let ids: Vec<TxId> = txs.iter().map(Tx::id).collect();
         let time = now_ms().max(self.tree.median_time(&tip.hash) + 1);
         Block {
             header: Header {
                 version: BLOCK_VERSION,
                 height: tip.height + 1,
                 prev: tip.hash,
-                merkle: merkle_root(&ids),
+                merkle: merkle_root(&txs),
                 time,
                 bits: self.params.difficulty(),
                 nonce: 0,

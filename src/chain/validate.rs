@@ -51,9 +51,11 @@ pub enum BlockError {
         /// Parent height plus one.
         want: u64,
     },
-    /// The Merkle root does not match the txs.
-    #[error("merkle root does not match the transactions")]
-    BadMerkleRoot,
+    /// The txs do not match the header's Merkle root: this copy of the body was changed on
+    /// the way (or made up). The hash may still name a valid block, so it is not remembered
+    /// as invalid; the sender is to blame, since no honest node sends such a copy.
+    #[error("the transactions do not match the header's merkle root (a mutated copy)")]
+    BodyMismatch,
     /// The same tx appears twice in the block.
     #[error("transaction {0} appears twice in the block")]
     DuplicateTx(TxId),
@@ -102,7 +104,7 @@ impl BlockError {
             BlockError::UnknownParent { .. } => "unknown_parent",
             BlockError::InvalidParent(_) => "invalid_parent",
             BlockError::WrongHeight { .. } => "wrong_height",
-            BlockError::BadMerkleRoot => "bad_merkle_root",
+            BlockError::BodyMismatch => "body_mismatch",
             BlockError::DuplicateTx(_) => "duplicate_tx",
             BlockError::TxAlreadyInChain(_) => "tx_already_in_chain",
             BlockError::BadSignature(_) => "bad_signature",
@@ -114,8 +116,11 @@ impl BlockError {
         }
     }
 
-    /// Whether the block can never become valid (so it and its descendants are remembered
-    /// as invalid), as opposed to not yet (unknown parent, timestamp ahead of our clock).
+    /// Whether the block named by this hash can never become valid, so that it and its
+    /// descendants are remembered as invalid. Not so for what may change (an unknown
+    /// parent, a timestamp ahead of our clock, our own disk), for a header without proof
+    /// of work (nothing to remember), and for a body that does not match its header: the
+    /// header, and so the hash, may belong to a valid block whose copy was mutated.
     pub fn is_permanent(&self) -> bool {
         !matches!(
             self,
@@ -124,6 +129,22 @@ impl BlockError {
                 | BlockError::TimeTooNew { .. }
                 | BlockError::Storage(_)
                 | BlockError::BadProofOfWork { .. }
+                | BlockError::BodyMismatch
+        )
+    }
+
+    /// Whether the peer that sent the block provably did wrong: it sent bytes that no
+    /// honest node sends (bad proof of work, a mutated body, a block that breaks a rule
+    /// although its body matches its header, or a descendant of one). Never for what an
+    /// honest peer may relay in good faith: a block we already have, one whose parent we
+    /// lack, one ahead of our clock (clocks differ), or one our disk failed to store.
+    pub fn sender_at_fault(&self) -> bool {
+        !matches!(
+            self,
+            BlockError::AlreadyKnown(_)
+                | BlockError::UnknownParent { .. }
+                | BlockError::TimeTooNew { .. }
+                | BlockError::Storage(_)
         )
     }
 }
@@ -154,15 +175,17 @@ pub fn check_standalone(
             return Err(BlockError::TimeTooNew { time: h.time, max });
         }
     }
+    // The body must match the header before any rule about the body is judged: a rule
+    // broken by a body that does not match says nothing about the block the hash names.
+    if block.compute_merkle() != h.merkle {
+        return Err(BlockError::BodyMismatch);
+    }
     if block.txs.len() > MAX_BLOCK_TXS {
         return Err(BlockError::TooManyTxs(block.txs.len()));
     }
     let size = block.size();
     if size > MAX_BLOCK_BYTES {
         return Err(BlockError::TooLarge(size));
-    }
-    if block.compute_merkle() != h.merkle {
-        return Err(BlockError::BadMerkleRoot);
     }
     let mut seen = HashSet::with_capacity(block.txs.len());
     for tx in &block.txs {

@@ -1,22 +1,24 @@
-//! The libp2p behaviour: gossipsub, Kademlia, mDNS, identify, ping, block sync and a block
-//! list for banned peers, each configured for a LAN network of 2 to 50 nodes.
+//! The libp2p behaviour: gossipsub, Kademlia, mDNS, identify, ping, block sync, the gate
+//! (bans, per-address caps) and connection limits, each configured for a LAN network of 2
+//! to 50 nodes.
 
+use super::gate::Gate;
 use super::protocol::{Names, SyncCodec};
+use super::Limits;
 use crate::codec::MAX_MESSAGE_BYTES;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{allow_block_list, gossipsub, identify, identity, kad, mdns, ping, request_response};
+use libp2p::{connection_limits, gossipsub, identify, identity, kad, mdns, ping, request_response};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-/// How long a sync request may take before it fails.
-pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a kvchain node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Refuses connections from banned peers.
-    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Refuses banned peers and addresses, caps connections per address.
+    pub gate: Gate,
+    /// Caps connections in all, pending, and per peer.
+    pub limits: connection_limits::Behaviour,
     /// Gossip of txs and blocks.
     pub gossipsub: gossipsub::Behaviour,
     /// Peer discovery beyond the LAN.
@@ -48,10 +50,22 @@ impl Behaviour {
         key: &identity::Keypair,
         names: &Names,
         mdns_on: bool,
+        limits: &Limits,
     ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
         Ok(Behaviour {
-            blocked: Default::default(),
+            gate: Gate::new(
+                limits.ban_duration,
+                limits.max_inbound_per_ip,
+                limits.limit_loopback,
+            ),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(limits.max_connections))
+                    .with_max_pending_incoming(Some(limits.max_pending))
+                    .with_max_pending_outgoing(Some(limits.max_pending))
+                    .with_max_established_per_peer(Some(limits.max_per_peer)),
+            ),
             gossipsub: gossipsub_behaviour(key, names)?,
             kad: {
                 let mut cfg = kad::Config::new(names.kad());
@@ -82,7 +96,7 @@ impl Behaviour {
                 SyncCodec,
                 [(names.sync(), request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
-                    .with_request_timeout(SYNC_TIMEOUT)
+                    .with_request_timeout(limits.sync_timeout)
                     .with_max_concurrent_streams(32),
             ),
         })

@@ -6,12 +6,20 @@
 //! The service decodes peer bytes and keeps connections; the node judges every message.
 
 pub mod behaviour;
+pub mod gate;
+pub mod peers;
 pub mod protocol;
+pub mod ratelimit;
+mod requests;
 mod service;
+mod transport;
 
 use crate::chain::{Block, Tx};
 use libp2p::{gossipsub::MessageId, identity, Multiaddr, PeerId};
+pub use peers::{BanInfo, Offence};
 pub use protocol::{ChainStatus, Names, SyncRequest, SyncResponse};
+use ratelimit::Rate;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Which transport the swarm uses.
@@ -36,6 +44,59 @@ pub struct NetConfig {
     pub mdns: bool,
     /// The transport.
     pub transport: TransportKind,
+    /// Caps on connections and requests, and the ban duration.
+    pub limits: Limits,
+}
+
+/// What one peer, or all of them together, may take of a node.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Established connections in all.
+    pub max_connections: u32,
+    /// Connections being set up, each way.
+    pub max_pending: u32,
+    /// Connections to one peer.
+    pub max_per_peer: u32,
+    /// Inbound connections from one IP address.
+    pub max_inbound_per_ip: usize,
+    /// Whether the per-IP cap applies to loopback too (a one-machine network shares it).
+    pub limit_loopback: bool,
+    /// How long a ban lasts.
+    pub ban_duration: Duration,
+    /// How long a sync request may take, either way, before it fails.
+    pub sync_timeout: Duration,
+    /// Sync requests one peer may make.
+    pub sync_rate: Rate,
+    /// Gossip messages one peer may forward to us.
+    pub gossip_rate: Rate,
+    /// Txs of one author we take from gossip.
+    pub author_rate: Rate,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 128,
+            max_pending: 32,
+            max_per_peer: 2,
+            max_inbound_per_ip: 8,
+            limit_loopback: false,
+            ban_duration: peers::DEFAULT_BAN_DURATION,
+            sync_timeout: Duration::from_secs(15),
+            sync_rate: Rate {
+                per_second: 20.0,
+                burst: 40.0,
+            },
+            gossip_rate: Rate {
+                per_second: 20_000.0,
+                burst: 40_000.0,
+            },
+            author_rate: Rate {
+                per_second: 10_000.0,
+                burst: 20_000.0,
+            },
+        }
+    }
 }
 
 /// A message carried by gossip.
@@ -65,7 +126,7 @@ pub struct PeerInfo {
     pub id: PeerId,
     /// Addresses of its open connections.
     pub addrs: Vec<Multiaddr>,
-    /// Misbehaviour points it has collected.
+    /// Misbehaviour points it has now (they decay; a ban comes at 100).
     pub penalty: u32,
 }
 
@@ -97,13 +158,19 @@ pub enum NetCommand {
         /// The answer.
         response: SyncResponse,
     },
-    /// Penalises a peer for a bad sync response.
+    /// Charges a peer for something it provably did wrong.
     Penalize {
         /// The peer.
         peer: PeerId,
-        /// Why.
+        /// What it did.
+        offence: Offence,
+        /// Why, for the log and the ban list.
         reason: String,
     },
+    /// Lifts a ban; answers whether the peer was banned.
+    Unban(PeerId, oneshot::Sender<bool>),
+    /// Lists the bans in force.
+    Bans(oneshot::Sender<Vec<BanInfo>>),
     /// Dials an address.
     Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
     /// Lists connected peers.
@@ -135,17 +202,22 @@ pub enum NetEvent {
         /// The request.
         request: SyncRequest,
     },
-    /// A peer answered our request.
+    /// A peer answered our request (with the kind of answer the request asks for).
     Response {
         /// Who answered.
         peer: PeerId,
+        /// What we asked.
+        request: SyncRequest,
         /// The answer.
         response: SyncResponse,
     },
-    /// Our request to a peer failed.
+    /// Our request to a peer failed (timed out, garbage, connection lost); a failure the
+    /// peer is to blame for has already been charged to it.
     RequestFailed {
         /// The peer.
         peer: PeerId,
+        /// What we asked.
+        request: SyncRequest,
         /// Why.
         error: String,
     },
@@ -210,6 +282,24 @@ impl NetClient {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// The bans in force, soonest to end first.
+    pub async fn bans(&self) -> Vec<BanInfo> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(NetCommand::Bans(tx)).await {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Lifts the ban on `peer`; false if it was not banned (or the network stopped).
+    pub async fn unban(&self, peer: PeerId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(NetCommand::Unban(peer, tx)).await {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// This node's listen addresses, dialable (each ending in `/p2p/<peer id>`), as they

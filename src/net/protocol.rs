@@ -105,6 +105,21 @@ pub enum SyncRequest {
         /// Most blocks wanted (capped at [`MAX_SYNC_BLOCKS`]).
         max: u32,
     },
+    /// "Send the block with this hash, if you have it" (canonical or not): asked of
+    /// another peer when a copy arrived whose body did not match its header.
+    Block(BlockHash),
+}
+
+impl SyncRequest {
+    /// Whether `response` is of the kind this request asks for.
+    pub fn answered_by(&self, response: &SyncResponse) -> bool {
+        matches!(
+            (self, response),
+            (SyncRequest::Status, SyncResponse::Status(_))
+                | (SyncRequest::Blocks { .. }, SyncResponse::Blocks(_))
+                | (SyncRequest::Block(_), SyncResponse::Block(_))
+        )
+    }
 }
 
 /// A block-sync response.
@@ -115,6 +130,8 @@ pub enum SyncResponse {
     /// Consecutive canonical blocks, oldest first; empty when there is nothing after the
     /// locator.
     Blocks(Vec<Block>),
+    /// The block asked for by hash, or `None` if the responder does not have it.
+    Block(Option<Block>),
 }
 
 /// Length-prefixed CBOR over a libp2p stream, with the limits checked before decoding.

@@ -1,36 +1,38 @@
 //! The network service: the task that owns the swarm. It turns swarm events into
-//! [`NetEvent`]s for the node, carries out [`NetCommand`]s, and bans peers that keep
-//! sending invalid data.
+//! [`NetEvent`]s for the node, carries out [`NetCommand`]s, keeps every peer within its
+//! rate limits, and charges peers for what they provably did wrong (banning them at the
+//! threshold, through the gate).
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::protocol::{Names, SyncResponse};
-use super::{Gossip, NetCommand, NetConfig, NetError, NetEvent, PeerInfo, TransportKind, Verdict};
-use crate::chain::{Block, Tx};
+use super::peers::Offence;
+use super::protocol::{Names, SyncRequest, SyncResponse};
+use super::ratelimit::Limiter;
+use super::requests::{Refusal, Requests};
+use super::transport::{self, port_is_free, split_peer};
+use super::{
+    Gossip, Limits, NetCommand, NetConfig, NetError, NetEvent, PeerInfo, TransportKind, Verdict,
+};
+use crate::chain::{AuthorKey, Block, Tx};
 use crate::codec::{self, MAX_MESSAGE_BYTES};
 use futures::StreamExt;
-use libp2p::core::transport::{Boxed, MemoryTransport};
-use libp2p::core::{muxing::StreamMuxerBox, upgrade::Version};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ResponseChannel};
+use libp2p::request_response::{self, OutboundFailure};
 use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
-use libp2p::{
-    gossipsub, identify, identity, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm,
-    Transport,
-};
+use libp2p::{gossipsub, identify, identity, kad, mdns, Multiaddr, PeerId, Swarm};
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Misbehaviour points for one invalid message or response.
-const PENALTY: u32 = 10;
-/// Points at which a peer is banned (disconnected and refused).
-pub const BAN_POINTS: u32 = 30;
 /// Publishes kept while no peer listens on their topic.
 const MAX_PENDING_PUBLISH: usize = 1024;
-/// Inbound sync requests waiting for the node's answer.
-const MAX_INBOUND: usize = 256;
 /// An idle connection is kept this long: connections stay up between blocks.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How often expired bans are lifted and unanswered inbound requests dropped.
+const SWEEP: Duration = Duration::from_secs(1);
+/// A peer over a rate limit is charged at most this often.
+const FLOOD_CHARGE_EVERY: Duration = Duration::from_secs(1);
+/// Most authors whose gossip rate is tracked.
+const MAX_AUTHORS: usize = 16 * 1024;
 
 pub(crate) struct Service {
     swarm: Swarm<Behaviour>,
@@ -40,64 +42,12 @@ pub(crate) struct Service {
     events: mpsc::Sender<NetEvent>,
     listening: watch::Sender<Vec<Multiaddr>>,
     pending_publish: VecDeque<(gossipsub::TopicHash, Vec<u8>)>,
-    inbound: HashMap<u64, ResponseChannel<SyncResponse>>,
-    next_inbound: u64,
-    penalties: HashMap<PeerId, u32>,
+    requests: Requests,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    sync_rate: Limiter<PeerId>,
+    gossip_rate: Limiter<PeerId>,
+    author_rate: Limiter<AuthorKey>,
     metrics: Option<libp2p::metrics::Metrics>,
-}
-
-fn transport(
-    kind: TransportKind,
-    key: &identity::Keypair,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
-    let noise = noise::Config::new(key).map_err(|e| NetError::Transport(e.to_string()))?;
-    Ok(match kind {
-        TransportKind::Tcp => tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-        TransportKind::Memory => MemoryTransport::default()
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    })
-}
-
-/// Fails if a fixed TCP port in `addr` is already taken. libp2p's TCP transport listens
-/// with SO_REUSEPORT, so a second node on the same port would start without an error and
-/// silently receive part of the first one's connections.
-fn port_is_free(addr: &Multiaddr) -> Result<(), String> {
-    let mut ip = None;
-    let mut port = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
-            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
-            Protocol::Tcp(p) => port = Some(p),
-            _ => {}
-        }
-    }
-    match (ip, port) {
-        (Some(ip), Some(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
-            .map(drop)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!("port {port} is already in use"),
-                _ => e.to_string(),
-            }),
-        _ => Ok(()),
-    }
-}
-
-/// Splits a trailing `/p2p/<peer id>` off an address.
-fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
-    let mut base = addr.clone();
-    match base.pop() {
-        Some(Protocol::P2p(peer)) => Some((peer, base)),
-        _ => None,
-    }
 }
 
 impl Service {
@@ -109,8 +59,11 @@ impl Service {
         metrics: Option<libp2p::metrics::Metrics>,
     ) -> Result<Service, NetError> {
         let names = Names::new(&config.network_id);
-        let transport = transport(config.transport, &key)?;
-        let behaviour = Behaviour::new(&key, &names, config.mdns)?;
+        let transport = transport::build(config.transport, &key)?;
+        let behaviour = Behaviour::new(&key, &names, config.mdns, &config.limits)?;
+        let limits: &Limits = &config.limits;
+        // Rate buckets per peer: connections are capped, so the maps are too.
+        let peers_cap = limits.max_connections as usize + limits.max_pending as usize;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_other_transport(|_| transport)
@@ -152,10 +105,11 @@ impl Service {
             events,
             listening,
             pending_publish: VecDeque::new(),
-            inbound: HashMap::new(),
-            next_inbound: 0,
-            penalties: HashMap::new(),
+            requests: Requests::new(limits.sync_timeout),
             peer_addrs: HashMap::new(),
+            sync_rate: Limiter::new(limits.sync_rate, peers_cap),
+            gossip_rate: Limiter::new(limits.gossip_rate, peers_cap),
+            author_rate: Limiter::new(limits.author_rate, MAX_AUTHORS),
             metrics,
         };
         for addr in &config.bootstrap {
@@ -168,6 +122,7 @@ impl Service {
 
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<NetCommand>) {
         let mut kad_tick = tokio::time::interval(Duration::from_secs(60));
+        let mut sweep = tokio::time::interval(SWEEP);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -175,6 +130,7 @@ impl Service {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = sweep.tick() => self.sweep(),
                 _ = kad_tick.tick() => {
                     // Refreshes the routing table; fails harmlessly while it is empty.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -206,15 +162,63 @@ impl Service {
         }
     }
 
-    fn penalize(&mut self, peer: PeerId, reason: &str) {
-        let points = self.penalties.entry(peer).or_default();
-        *points += PENALTY;
-        let points = *points;
-        tracing::warn!(%peer, reason, points, "peer sent invalid data");
-        if points >= BAN_POINTS && self.swarm.behaviour_mut().blocked.block_peer(peer) {
+    /// Charges `peer` for `offence`; at the threshold the gate bans it (closing its
+    /// connections and refusing new ones) and gossipsub stops talking to it.
+    fn penalize(&mut self, peer: PeerId, offence: Offence, reason: &str) {
+        let ban = self
+            .swarm
+            .behaviour_mut()
+            .gate
+            .penalize(peer, offence, reason);
+        let points = self.swarm.behaviour().gate.score(&peer);
+        tracing::warn!(%peer, reason, ?offence, points, "peer misbehaved");
+        if let Some(ban) = ban {
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-            tracing::warn!(%peer, points, "banned peer: disconnected and refused from now on");
+            let secs = ban
+                .until
+                .saturating_duration_since(Instant::now())
+                .as_secs();
+            tracing::warn!(%peer, reason, secs, ips = ?ban.ips, "banned peer");
         }
+    }
+
+    /// Lifts bans that ran out and drops inbound requests the node never answered.
+    fn sweep(&mut self) {
+        for peer in self.swarm.behaviour_mut().gate.expire() {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&peer);
+            tracing::info!(%peer, "ban expired");
+        }
+        let dropped = self.requests.expire(Instant::now());
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "dropped sync requests the node did not answer in time"
+            );
+        }
+    }
+
+    /// Whether `peer` is within its rate in `limiter`; charges it (at most once a second)
+    /// when it is not.
+    fn within_rate(&mut self, which: RateKind, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let limiter = match which {
+            RateKind::Sync => &mut self.sync_rate,
+            RateKind::Gossip => &mut self.gossip_rate,
+        };
+        if limiter.allow(&peer, now) {
+            return true;
+        }
+        if limiter.should_charge(&peer, now, FLOOD_CHARGE_EVERY) {
+            self.penalize(
+                peer,
+                Offence::Flood,
+                &format!("over the {which:?} rate limit"),
+            );
+        }
+        false
     }
 
     fn publish(&mut self, topic: gossipsub::TopicHash, bytes: Vec<u8>) {
@@ -277,14 +281,19 @@ impl Service {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
                 if let Verdict::Reject(reason) = verdict {
-                    self.penalize(source, &reason);
+                    self.penalize(source, Offence::Invalid, &reason);
                 }
             }
             NetCommand::Request { peer, request } => {
-                self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, request.clone());
+                self.requests.sent(id, peer, request);
             }
             NetCommand::Respond { id, response } => {
-                if let Some(channel) = self.inbound.remove(&id) {
+                if let Some(channel) = self.requests.answer(id) {
                     // Fails only if the peer has gone or timed out meanwhile.
                     let _ = self
                         .swarm
@@ -293,7 +302,25 @@ impl Service {
                         .send_response(channel, response);
                 }
             }
-            NetCommand::Penalize { peer, reason } => self.penalize(peer, &reason),
+            NetCommand::Penalize {
+                peer,
+                offence,
+                reason,
+            } => self.penalize(peer, offence, &reason),
+            NetCommand::Unban(peer, reply) => {
+                let was = self.swarm.behaviour_mut().gate.unban(&peer);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .remove_blacklisted_peer(&peer);
+                if was {
+                    tracing::info!(%peer, "ban lifted by the operator");
+                }
+                let _ = reply.send(was);
+            }
+            NetCommand::Bans(reply) => {
+                let _ = reply.send(self.swarm.behaviour().gate.bans());
+            }
             NetCommand::Dial(addr, reply) => {
                 let _ = reply.send(self.dial(addr));
             }
@@ -304,7 +331,7 @@ impl Service {
                     .map(|id| PeerInfo {
                         id: *id,
                         addrs: self.peer_addrs.get(id).cloned().unwrap_or_default(),
-                        penalty: self.penalties.get(id).copied().unwrap_or(0),
+                        penalty: self.swarm.behaviour().gate.score(id).round() as u32,
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -363,6 +390,9 @@ impl Service {
                 }
                 if num_established == 0 {
                     self.peer_addrs.remove(&peer_id);
+                    self.requests.forget_peer(&peer_id);
+                    self.sync_rate.remove(&peer_id);
+                    self.gossip_rate.remove(&peer_id);
                     tracing::info!(peer = %peer_id, "peer disconnected");
                     self.emit(NetEvent::PeerDisconnected(peer_id));
                 }
@@ -424,7 +454,23 @@ impl Service {
         }
     }
 
+    fn report(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: &PeerId,
+        verdict: gossipsub::MessageAcceptance,
+    ) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, verdict);
+    }
+
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        if !self.within_rate(RateKind::Gossip, source) {
+            self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+            return;
+        }
         let decoded = if message.topic == self.tx_topic.hash() {
             codec::decode::<Tx>(&message.data, MAX_MESSAGE_BYTES).map(Gossip::Tx)
         } else if message.topic == self.block_topic.hash() {
@@ -432,59 +478,111 @@ impl Service {
         } else {
             Err(codec::CodecError::Malformed("unknown topic".into()))
         };
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        match decoded {
-            Ok(message) => {
-                if !self.emit(NetEvent::Gossip {
-                    source,
-                    id: id.clone(),
-                    message,
-                }) {
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &id,
-                            &source,
-                            gossipsub::MessageAcceptance::Ignore,
-                        );
-                }
-            }
+        let message = match decoded {
+            Ok(message) => message,
             Err(e) => {
-                gossipsub.report_message_validation_result(
-                    &id,
-                    &source,
-                    gossipsub::MessageAcceptance::Reject,
+                self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.penalize(
+                    source,
+                    Offence::Invalid,
+                    &format!("undecodable gossip: {e}"),
                 );
-                self.penalize(source, &format!("undecodable gossip: {e}"));
+                return;
             }
+        };
+        // One author's txs are limited however many peers relay them; not the relayer's
+        // fault, so nobody is charged for it.
+        if let Gossip::Tx(tx) = &message {
+            if !self.author_rate.allow(&tx.author(), Instant::now()) {
+                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+                return;
+            }
+        }
+        if !self.emit(NetEvent::Gossip {
+            source,
+            id: id.clone(),
+            message,
+        }) {
+            self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
         }
     }
 
-    fn on_sync_event(&mut self, event: request_response::Event<super::SyncRequest, SyncResponse>) {
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    if self.inbound.len() >= MAX_INBOUND {
-                        tracing::debug!(%peer, "too many sync requests in flight; refused one");
+                    if !self.within_rate(RateKind::Sync, peer) {
+                        return; // dropping the channel fails the request at the peer
+                    }
+                    let id = match self.requests.take_inbound(peer, channel, Instant::now()) {
+                        Ok(id) => id,
+                        Err(Refusal::PeerBusy) => {
+                            self.penalize(peer, Offence::Flood, "too many sync requests at once");
+                            return;
+                        }
+                        Err(Refusal::NodeBusy) => {
+                            tracing::debug!(%peer, "too many sync requests in flight; refused one");
+                            return;
+                        }
+                    };
+                    if !self.emit(NetEvent::Request { peer, id, request }) {
+                        self.requests.answer(id);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some((_, request)) = self.requests.finished(&request_id) else {
+                        return;
+                    };
+                    if !request.answered_by(&response) {
+                        self.penalize(
+                            peer,
+                            Offence::Invalid,
+                            "answered a sync request with the wrong kind of answer",
+                        );
+                        self.emit(NetEvent::RequestFailed {
+                            peer,
+                            request,
+                            error: "wrong kind of answer".into(),
+                        });
                         return;
                     }
-                    let id = self.next_inbound;
-                    self.next_inbound += 1;
-                    self.inbound.insert(id, channel);
-                    if !self.emit(NetEvent::Request { peer, id, request }) {
-                        self.inbound.remove(&id);
-                    }
-                }
-                request_response::Message::Response { response, .. } => {
-                    self.emit(NetEvent::Response { peer, response });
+                    self.emit(NetEvent::Response {
+                        peer,
+                        request,
+                        response,
+                    });
                 }
             },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let Some((_, request)) = self.requests.finished(&request_id) else {
+                    return;
+                };
+                match &error {
+                    // The peer took the request and never answered in time.
+                    OutboundFailure::Timeout => {
+                        self.penalize(peer, Offence::Unresponsive, "sync request timed out")
+                    }
+                    // An answer over the size limit or not decodable.
+                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.penalize(peer, Offence::Invalid, &format!("garbage sync answer: {e}"))
+                    }
+                    // A closed connection or stream is no proof of anything: an honest
+                    // node over its limits drops requests the same way.
+                    _ => {}
+                }
                 self.emit(NetEvent::RequestFailed {
                     peer,
+                    request,
                     error: error.to_string(),
                 });
             }
@@ -494,4 +592,11 @@ impl Service {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Which per-peer rate a message counts against.
+#[derive(Clone, Copy, Debug)]
+enum RateKind {
+    Sync,
+    Gossip,
 }

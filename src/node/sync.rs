@@ -2,26 +2,51 @@
 //! every few seconds, peers are asked for their chain status; from a peer with more work
 //! the node fetches canonical blocks after a locator, in bounded batches, until it has
 //! caught up. A gossiped block whose parent is unknown starts the same fetch from its
-//! sender. Peers that send invalid data are penalised through the network service.
+//! sender; a copy whose body does not match its header is dropped (its hash is not
+//! remembered as invalid) and the block is asked for by hash from other peers.
+//!
+//! A peer is charged only for what it provably did (see [`BlockError::sender_at_fault`]):
+//! never for a block ahead of our clock, an unknown parent, a tx that became a replay, a
+//! full mempool or our own disk errors.
 
 use super::task::NodeTask;
-use crate::chain::{BlockError, BlockHash, SubmitError};
+use crate::chain::{Block, BlockError, BlockHash, SubmitError};
 use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
-use crate::net::{ChainStatus, Gossip, NetCommand, NetEvent, SyncRequest, SyncResponse, Verdict};
+use crate::net::{
+    ChainStatus, Gossip, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict,
+};
 use libp2p::PeerId;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A fetch with no answer after this long is given up, even if the network never says
+/// so (an event dropped under load must not leave a peer marked as being fetched from).
+const FETCH_DEADLINE: Duration = Duration::from_secs(45);
+/// Most blocks asked for by hash at once.
+const MAX_WANTED: usize = 64;
+/// Peers a block is asked for by hash when a mutated copy arrived.
+const REFETCH_PEERS: usize = 2;
 
 /// What the node knows of one connected peer.
 #[derive(Debug, Default)]
 struct PeerSync {
     status: Option<ChainStatus>,
-    fetching: bool,
+    /// While a blocks request to it is out: when to give up on it.
+    fetching: Option<Instant>,
+}
+
+impl PeerSync {
+    fn is_fetching(&self, now: Instant) -> bool {
+        self.fetching.is_some_and(|deadline| deadline > now)
+    }
 }
 
 /// Sync progress across peers.
 #[derive(Debug, Default)]
 pub(super) struct SyncState {
     peers: HashMap<PeerId, PeerSync>,
+    /// Blocks asked for by hash, with when the ask runs out.
+    wanted: HashMap<BlockHash, Instant>,
 }
 
 impl SyncState {
@@ -30,7 +55,8 @@ impl SyncState {
     }
 
     pub(super) fn is_syncing(&self) -> bool {
-        self.peers.values().any(|p| p.fetching)
+        let now = Instant::now();
+        self.peers.values().any(|p| p.is_fetching(now))
     }
 
     /// The highest height a connected peer has reported.
@@ -97,21 +123,46 @@ impl NodeTask {
                     SyncRequest::Blocks { locator, max } => {
                         SyncResponse::Blocks(self.blocks_after(&locator, max))
                     }
+                    SyncRequest::Block(hash) => {
+                        SyncResponse::Block(self.chain.block(&hash).map(|b| b.as_ref().clone()))
+                    }
                 };
                 tracing::trace!(%peer, "answered a sync request");
                 self.send(NetCommand::Respond { id, response });
             }
-            NetEvent::Response { peer, response } => match response {
-                SyncResponse::Status(status) => self.on_status(peer, status),
-                SyncResponse::Blocks(blocks) => self.on_blocks(peer, blocks),
+            NetEvent::Response {
+                peer,
+                request,
+                response,
+            } => match (request, response) {
+                (_, SyncResponse::Status(status)) => self.on_status(peer, status),
+                (_, SyncResponse::Blocks(blocks)) => self.on_blocks(peer, blocks),
+                (SyncRequest::Block(hash), SyncResponse::Block(block)) => {
+                    self.on_block_by_hash(peer, hash, block)
+                }
+                (_, SyncResponse::Block(_)) => {}
             },
-            NetEvent::RequestFailed { peer, error } => {
+            NetEvent::RequestFailed {
+                peer,
+                request,
+                error,
+            } => {
                 tracing::debug!(%peer, %error, "sync request failed");
-                if let Some(p) = self.sync.peers.get_mut(&peer) {
-                    p.fetching = false;
+                if let SyncRequest::Blocks { .. } = request {
+                    if let Some(p) = self.sync.peers.get_mut(&peer) {
+                        p.fetching = None;
+                    }
                 }
             }
         }
+    }
+
+    fn penalize(&self, peer: PeerId, offence: Offence, reason: String) {
+        self.send(NetCommand::Penalize {
+            peer,
+            offence,
+            reason,
+        });
     }
 
     fn judge_tx(&mut self, tx: crate::chain::Tx) -> Verdict {
@@ -124,7 +175,7 @@ impl NodeTask {
         }
     }
 
-    fn judge_block(&mut self, source: PeerId, block: crate::chain::Block) -> Verdict {
+    fn judge_block(&mut self, source: PeerId, block: Block) -> Verdict {
         let hash = block.hash();
         let height = block.header.height;
         match self.process_block(block) {
@@ -136,9 +187,68 @@ impl NodeTask {
                 self.fetch_from(source, self.locator());
                 Verdict::Ignore
             }
-            Err(e) if !e.is_permanent() => Verdict::Ignore,
-            Err(BlockError::KnownInvalid(_)) => Verdict::Reject("known invalid block".into()),
-            Err(e) => Verdict::Reject(format!("invalid block {hash}: {e}")),
+            Err(e) => {
+                if e == BlockError::BodyMismatch {
+                    self.refetch(hash, source);
+                }
+                if e.sender_at_fault() {
+                    Verdict::Reject(format!("invalid block {hash}: {e}"))
+                } else {
+                    Verdict::Ignore
+                }
+            }
+        }
+    }
+
+    /// Asks up to [`REFETCH_PEERS`] peers other than `not_from` for the block `hash`,
+    /// whose copy from `not_from` did not match its header.
+    fn refetch(&mut self, hash: BlockHash, not_from: PeerId) {
+        let now = Instant::now();
+        self.sync.wanted.retain(|_, until| *until > now);
+        if self.sync.wanted.len() >= MAX_WANTED || self.sync.wanted.contains_key(&hash) {
+            return;
+        }
+        self.sync.wanted.insert(hash, now + FETCH_DEADLINE);
+        let peers: Vec<PeerId> = self
+            .sync
+            .peers
+            .keys()
+            .filter(|p| **p != not_from)
+            .take(REFETCH_PEERS)
+            .copied()
+            .collect();
+        for peer in peers {
+            self.send(NetCommand::Request {
+                peer,
+                request: SyncRequest::Block(hash),
+            });
+        }
+    }
+
+    /// A block we asked for by hash.
+    fn on_block_by_hash(&mut self, peer: PeerId, hash: BlockHash, block: Option<Block>) {
+        let Some(block) = block else { return };
+        if block.hash() != hash {
+            self.penalize(
+                peer,
+                Offence::Invalid,
+                format!("sent another block than {hash}"),
+            );
+            return;
+        }
+        if self.sync.wanted.remove(&hash).is_none() {
+            return; // another peer's copy came first
+        }
+        match self.process_block(block) {
+            Ok(_) => tracing::info!(block = %hash, from = %peer, "fetched a block by hash"),
+            Err(BlockError::UnknownParent { .. }) => self.fetch_from(peer, self.locator()),
+            Err(e) if e.sender_at_fault() => {
+                if e == BlockError::BodyMismatch {
+                    self.refetch(hash, peer);
+                }
+                self.penalize(peer, Offence::Invalid, format!("invalid block {hash}: {e}"));
+            }
+            Err(_) => {}
         }
     }
 
@@ -166,14 +276,15 @@ impl NodeTask {
 
     fn on_status(&mut self, peer: PeerId, status: ChainStatus) {
         if status.genesis != self.chain.params().genesis_hash() {
-            self.send(NetCommand::Penalize {
-                peer,
-                reason: "status from another network".into(),
-            });
+            self.penalize(peer, Offence::Invalid, "status from another network".into());
             return;
         }
         let ahead = status.work() > self.chain.total_work();
-        self.sync.peers.entry(peer).or_default().status = Some(status);
+        // Only connected peers are tracked: a late answer from one that left is dropped.
+        let Some(state) = self.sync.peers.get_mut(&peer) else {
+            return;
+        };
+        state.status = Some(status);
         if ahead {
             self.fetch_from(peer, self.locator());
         }
@@ -183,11 +294,15 @@ impl NodeTask {
 
     /// Asks `peer` for blocks after `locator`, unless a fetch from it is under way.
     fn fetch_from(&mut self, peer: PeerId, locator: Vec<BlockHash>) {
-        let state = self.sync.peers.entry(peer).or_default();
-        if state.fetching {
+        // Only connected peers: a gossip source that left must not grow the map.
+        let Some(state) = self.sync.peers.get_mut(&peer) else {
+            return;
+        };
+        let now = Instant::now();
+        if state.is_fetching(now) {
             return;
         }
-        state.fetching = true;
+        state.fetching = Some(now + FETCH_DEADLINE);
         self.send(NetCommand::Request {
             peer,
             request: SyncRequest::Blocks {
@@ -197,32 +312,56 @@ impl NodeTask {
         });
     }
 
-    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<crate::chain::Block>) {
+    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>) {
         if let Some(p) = self.sync.peers.get_mut(&peer) {
-            p.fetching = false;
+            p.fetching = None;
         }
         if blocks.len() > MAX_SYNC_BLOCKS as usize {
-            self.send(NetCommand::Penalize {
-                peer,
-                reason: format!("sent {} blocks, over the batch limit", blocks.len()),
-            });
+            let reason = format!("sent {} blocks, over the batch limit", blocks.len());
+            self.penalize(peer, Offence::Invalid, reason);
             return;
         }
+        let claims_more = |node: &NodeTask| {
+            node.sync
+                .peers
+                .get(&peer)
+                .and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.work() > node.chain.total_work())
+        };
         let Some(last) = blocks.last().map(|b| b.hash()) else {
+            // Nothing after our locator, yet it claimed more work than we have: a chain
+            // with more work than ours always has blocks after our locator (it ends in
+            // genesis). Stop believing the claim until it reports again.
+            if claims_more(self) {
+                if let Some(p) = self.sync.peers.get_mut(&peer) {
+                    p.status = None;
+                }
+                let reason = "claimed more work than it delivered".to_string();
+                self.penalize(peer, Offence::Unresponsive, reason);
+            }
             return;
         };
         let count = blocks.len();
         for block in blocks {
             match self.process_block(block) {
                 Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
+                Err(BlockError::UnknownParent { .. }) => {
+                    let reason = "sync blocks do not connect".to_string();
+                    self.penalize(peer, Offence::Invalid, reason);
+                    return;
+                }
+                Err(e) if e.sender_at_fault() => {
+                    self.penalize(
+                        peer,
+                        Offence::Invalid,
+                        format!("invalid block in sync: {e}"),
+                    );
+                    return;
+                }
+                // Ahead of our clock, or our disk failed: not the peer's doing. The rest
+                // of the batch builds on this block, so stop here and ask again later.
                 Err(e) => {
-                    let reason = match e {
-                        BlockError::UnknownParent { .. } => {
-                            "sync blocks do not connect".to_string()
-                        }
-                        e => format!("invalid block in sync: {e}"),
-                    };
-                    self.send(NetCommand::Penalize { peer, reason });
+                    tracing::warn!(%peer, error = %e, "could not take a synced block");
                     return;
                 }
             }
@@ -230,13 +369,7 @@ impl NodeTask {
         tracing::info!(%peer, blocks = count, height = self.chain.height(), "synced blocks");
         // More may follow: continue from the last block received (it may be on a branch
         // that is not yet our best, so our own locator would only fetch it again).
-        let peer_ahead = self
-            .sync
-            .peers
-            .get(&peer)
-            .and_then(|p| p.status.as_ref())
-            .is_some_and(|s| s.work() > self.chain.total_work());
-        if count == MAX_SYNC_BLOCKS as usize || peer_ahead {
+        if count == MAX_SYNC_BLOCKS as usize || claims_more(self) {
             let mut locator = vec![last];
             locator.extend(self.locator().into_iter().take(MAX_LOCATOR - 1));
             self.fetch_from(peer, locator);
@@ -270,7 +403,7 @@ impl NodeTask {
 
     /// Canonical blocks after the first locator hash on our chain (after genesis if none),
     /// bounded in count and bytes.
-    fn blocks_after(&self, locator: &[BlockHash], max: u32) -> Vec<crate::chain::Block> {
+    fn blocks_after(&self, locator: &[BlockHash], max: u32) -> Vec<Block> {
         let start = locator
             .iter()
             .take(MAX_LOCATOR)

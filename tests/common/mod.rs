@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use kvchain::chain::block::merkle_root;
-use kvchain::chain::{pow, Block, BlockHash, Chain, Header, Keypair, Op, Params, Tx, TxId};
+use kvchain::chain::{pow, Block, BlockHash, Chain, Header, Keypair, Op, Params, Tx};
 
 /// Low difficulty so that tests mine instantly.
 pub const TEST_BITS: u32 = 4;
@@ -33,12 +33,11 @@ pub fn del(kp: &Keypair, key: &str, nonce: u64) -> Tx {
 
 /// An unsolved header on `parent` (height, prev, merkle, time, bits filled in).
 pub fn header_on(parent: &Header, txs: &[Tx], time: u64) -> Header {
-    let ids: Vec<TxId> = txs.iter().map(Tx::id).collect();
     Header {
         version: 1,
         height: parent.height + 1,
         prev: parent.hash(),
-        merkle: merkle_root(&ids),
+        merkle: merkle_root(txs),
         time,
         bits: parent.bits,
         nonce: 0,

@@ -56,6 +56,7 @@ pub async fn spawn_with(
             bootstrap,
             mdns: false,
             transport: TransportKind::Memory,
+            limits: net::Limits::default(),
         },
         key.clone(),
         p2p_metrics,
