@@ -128,6 +128,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         mining: opts.mining,
         threads: opts.threads,
         metrics: metrics.clone(),
+        mempool: Default::default(),
     };
     let started = node::start_with_network(
         config,

@@ -6,7 +6,7 @@ use super::block::{merkle_root, Block, Header, BLOCK_VERSION};
 use super::crypto::{self, BlockHash, TxId};
 use super::index::Index;
 use super::log::{FrameLog, Recovery};
-use super::mempool::{Mempool, MempoolError};
+use super::mempool::{Mempool, MempoolError, MempoolLimits};
 use super::now_ms;
 use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use super::tree::{BlockTree, Entry};
@@ -43,7 +43,9 @@ impl SubmitError {
             SubmitError::Invalid(TxError::BadSignature) => "bad_signature",
             SubmitError::Invalid(_) => "invalid",
             SubmitError::AlreadyInChain(_) => "already_in_chain",
-            SubmitError::Mempool(_) => "mempool_full",
+            SubmitError::Mempool(MempoolError::Full(_)) => "mempool_full",
+            SubmitError::Mempool(MempoolError::AuthorQuota(_)) => "author_quota",
+            SubmitError::Mempool(MempoolError::TooNew(_) | MempoolError::TooOld(_)) => "clock",
         }
     }
 }
@@ -193,6 +195,26 @@ impl Chain {
     /// The mempool.
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
+    }
+
+    /// Sets the mempool's bounds and the key of this node's own writes; txs already
+    /// pending (returned by a reorg while the log was read) are kept, in their order.
+    pub fn set_mempool_limits(
+        &mut self,
+        limits: MempoolLimits,
+        own: Option<crate::chain::AuthorKey>,
+    ) {
+        let old = std::mem::replace(&mut self.mempool, Mempool::with_limits(limits, own));
+        for id in old.ids().iter().rev() {
+            if let Some(tx) = old.get(id) {
+                self.mempool.readd(tx.clone());
+            }
+        }
+    }
+
+    /// Drops remote txs that waited past the mempool's expiry; returns how many.
+    pub fn expire_mempool(&mut self, now: std::time::Instant) -> usize {
+        self.mempool.expire(now).len()
     }
 
     /// The block tree.

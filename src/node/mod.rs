@@ -11,6 +11,7 @@ mod task;
 
 use crate::chain::journal::Journal;
 use crate::chain::log::Recovery;
+use crate::chain::mempool::MempoolLimits;
 use crate::chain::{
     Accepted, Block, BlockError, BlockHash, Chain, Keypair, Miner, OpenError, Params, SubmitError,
     TipChange, Tx, TxId,
@@ -75,6 +76,8 @@ pub struct NodeConfig {
     pub threads: usize,
     /// Where the node counts what it does (registered with a Prometheus registry, or not).
     pub metrics: Arc<NodeMetrics>,
+    /// The mempool's bounds.
+    pub mempool: MempoolLimits,
 }
 
 impl NodeConfig {
@@ -88,6 +91,7 @@ impl NodeConfig {
             mining: MiningPolicy::Auto,
             threads: 1,
             metrics: Arc::new(NodeMetrics::default()),
+            mempool: MempoolLimits::default(),
         }
     }
 }
@@ -295,6 +299,7 @@ pub fn start_with_network(
         }
         None => (Chain::new(config.params.clone()), None, None),
     };
+    chain.set_mempool_limits(config.mempool, Some(config.keypair.public()));
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (found_tx, found_rx) = mpsc::unbounded_channel();
     let miner = Miner::start(config.threads, move |block| {

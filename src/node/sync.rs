@@ -10,7 +10,8 @@
 //! full mempool or our own disk errors.
 
 use super::task::NodeTask;
-use crate::chain::{Block, BlockError, BlockHash, SubmitError};
+use crate::chain::mempool::check_timestamp;
+use crate::chain::{now_ms, Block, BlockError, BlockHash, SubmitError};
 use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
 use crate::net::{
     ChainStatus, Gossip, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict,
@@ -166,6 +167,11 @@ impl NodeTask {
     }
 
     fn judge_tx(&mut self, tx: crate::chain::Tx) -> Verdict {
+        // Clocks differ: a tx stamped far from ours is not relayed, but nobody is charged.
+        if let Err(e) = check_timestamp(tx.timestamp(), now_ms()) {
+            tracing::debug!(tx = %tx.id(), error = %e, "ignored a relayed tx");
+            return Verdict::Ignore;
+        }
         match self.accept_tx(tx) {
             Ok(true) => Verdict::Accept,
             Ok(false) | Err(SubmitError::AlreadyInChain(_)) | Err(SubmitError::Mempool(_)) => {

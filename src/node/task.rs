@@ -18,6 +18,12 @@ const TEMPLATE_REFRESH: Duration = Duration::from_millis(200);
 const STATUS_POLL: Duration = Duration::from_secs(10);
 /// After our tip moves, peers are asked again within this time (at most this often).
 const STATUS_REFRESH: Duration = Duration::from_millis(250);
+/// How often remote txs past their expiry leave the mempool.
+const MEMPOOL_SWEEP: Duration = Duration::from_secs(10);
+/// How often own pending writes are gossiped again, in case peers dropped them.
+const REBROADCAST: Duration = Duration::from_secs(600);
+/// Most own writes gossiped again at once.
+const MAX_REBROADCAST: usize = 1024;
 
 /// An own write being followed until it is confirmed.
 pub(super) struct Tracked {
@@ -93,6 +99,9 @@ impl NodeTask {
         let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
         let mut poll = tokio::time::interval(STATUS_POLL);
         let mut stale_poll = tokio::time::interval(STATUS_REFRESH);
+        let mut sweep = tokio::time::interval(MEMPOOL_SWEEP);
+        let mut rebroadcast = tokio::time::interval(REBROADCAST);
+        rebroadcast.tick().await; // the first tick is now: nothing to send again yet
         let mut last = (Instant::now(), self.miner.hashes());
         loop {
             tokio::select! {
@@ -113,6 +122,19 @@ impl NodeTask {
                 _ = refresh.tick(), if self.work_stale => self.refresh_work(),
                 _ = poll.tick() => self.poll_peers(),
                 _ = stale_poll.tick(), if self.statuses_stale => self.poll_peers(),
+                _ = sweep.tick() => {
+                    let expired = self.chain.expire_mempool(Instant::now());
+                    if expired > 0 {
+                        tracing::info!(expired, "remote txs expired from the mempool");
+                        self.work_stale = true;
+                    }
+                }
+                _ = rebroadcast.tick() => {
+                    let own = self.chain.mempool().own_txs();
+                    for tx in own.into_iter().take(MAX_REBROADCAST) {
+                        self.publish_tx(tx);
+                    }
+                }
                 _ = tick.tick() => {
                     let now = (Instant::now(), self.miner.hashes());
                     let secs = now.0.duration_since(last.0).as_secs_f64();
