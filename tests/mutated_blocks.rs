@@ -4,10 +4,13 @@
 //! remembered as invalid, the sender is at fault, and the real block is accepted after.
 
 mod common;
+#[path = "support/mutations.rs"]
+mod mutations;
 
 use common::*;
-use kvchain::chain::params::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_VALUE_BYTES};
-use kvchain::chain::{Block, BlockError, Chain, Keypair, Op, Tx};
+use kvchain::chain::params::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use kvchain::chain::{Block, BlockError, Chain};
+use mutations::mutations;
 
 fn honest_chain() -> (Chain, Block) {
     let mut chain = Chain::new(params());
@@ -18,51 +21,6 @@ fn honest_chain() -> (Chain, Block) {
         .collect();
     let real = block_on(&tip, txs, 0);
     (chain, real)
-}
-
-fn with_txs(real: &Block, txs: Vec<Tx>) -> Block {
-    Block {
-        header: real.header,
-        txs,
-    }
-}
-
-/// Every way to change the body of `real` while keeping its header.
-fn mutations(real: &Block) -> Vec<(&'static str, Block)> {
-    let txs = &real.txs;
-    let mut flipped = txs.clone();
-    let mut sig = flipped[1].signature();
-    sig.0[7] ^= 0x01;
-    flipped[1] = flipped[1].with_signature(sig);
-    let mut reordered = txs.clone();
-    reordered.swap(0, 3);
-    let mut duplicated = txs.clone();
-    duplicated.push(txs[2].clone());
-    let mut added = txs.clone();
-    added.push(put(&key(3), "extra", "x", 9));
-    let mut too_many = txs.clone();
-    let kp = Keypair::from_seed([9; 32]);
-    too_many.extend((0..MAX_BLOCK_TXS as u64).map(|i| del(&kp, "d", i)));
-    let mut too_big = txs.clone();
-    let value = vec![0u8; MAX_VALUE_BYTES];
-    let big = (0..MAX_BLOCK_BYTES / MAX_VALUE_BYTES + 1).map(|i| {
-        let op = Op::Put {
-            key: format!("big{i}"),
-            value: value.clone(),
-        };
-        Tx::new(&kp, op, i as u64, 1).unwrap()
-    });
-    too_big.extend(big);
-    vec![
-        ("signature flipped", with_txs(real, flipped)),
-        ("tx removed", with_txs(real, txs[1..].to_vec())),
-        ("tx added", with_txs(real, added)),
-        ("txs reordered", with_txs(real, reordered)),
-        ("tx duplicated", with_txs(real, duplicated)),
-        ("over the tx count", with_txs(real, too_many)),
-        ("over the size limit", with_txs(real, too_big)),
-        ("emptied", with_txs(real, vec![])),
-    ]
 }
 
 #[test]

@@ -26,7 +26,9 @@ pub const MAX_BANS: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offence {
     /// Sent data no honest node sends: undecodable bytes, bad proof of work, an invalid
-    /// block or tx, a mutated block, an answer that breaks the sync protocol.
+    /// block or tx, a mutated block, an answer that breaks the sync protocol. One is proof
+    /// enough: it bans at once, as Bitcoin Core discourages a peer on its first offence
+    /// (and gossipsub's own scoring stops listening to it after one rejected message).
     Invalid,
     /// Let a sync request time out, or claimed more work than it delivered.
     Unresponsive,
@@ -38,7 +40,7 @@ impl Offence {
     /// Points this offence costs.
     pub fn points(self) -> f64 {
         match self {
-            Offence::Invalid => 20.0,
+            Offence::Invalid => BAN_POINTS,
             Offence::Unresponsive => 10.0,
             Offence::Flood => 5.0,
         }
@@ -237,18 +239,29 @@ mod tests {
         let mut m = Misbehaviour::new(DEFAULT_BAN_DURATION);
         let p = PeerId::random();
         let t0 = Instant::now();
-        for _ in 0..4 {
-            assert!(m.penalize(p, Offence::Invalid, "bad", &[], t0).is_none());
+        for _ in 0..8 {
+            assert!(m
+                .penalize(p, Offence::Unresponsive, "slow", &[], t0)
+                .is_none());
         }
         assert_eq!(m.score(&p, t0), 80.0);
-        // One half-life later the points have halved: one more offence does not ban.
+        // One half-life later the points have halved: two more timeouts do not ban.
         let t1 = t0 + DECAY_HALF_LIFE;
         assert!((m.score(&p, t1) - 40.0).abs() < 1e-6);
-        assert!(m.penalize(p, Offence::Invalid, "bad", &[], t1).is_none());
+        for _ in 0..2 {
+            assert!(m
+                .penalize(p, Offence::Unresponsive, "slow", &[], t1)
+                .is_none());
+        }
         assert!(!m.is_banned(&p, t1));
-        let ban = (0..3).find_map(|_| m.penalize(p, Offence::Invalid, "bad", &[], t1));
+        let ban = (0..5).find_map(|_| m.penalize(p, Offence::Unresponsive, "slow", &[], t1));
         assert!(ban.is_some());
         assert!(m.is_banned(&p, t1));
+        // Invalid data is proof enough on its own.
+        let q = PeerId::random();
+        assert!(m
+            .penalize(q, Offence::Invalid, "bad pow", &[], t1)
+            .is_some());
     }
 
     #[test]

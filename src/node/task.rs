@@ -156,7 +156,12 @@ impl NodeTask {
                 let _ = reply.send(self.accept_tx(tx));
             }
             Command::Block { block, reply } => {
-                let _ = reply.send(self.process_block(block));
+                // A block a tool hands in is announced like one we mined.
+                let result = self.process_block(block.clone());
+                if result.is_ok() {
+                    self.publish(Gossip::Block(block));
+                }
+                let _ = reply.send(result);
             }
             Command::SetMining(policy) => {
                 self.mining = policy;

@@ -42,6 +42,50 @@ pub async fn spawn_with(
     p2p_metrics: Option<libp2p::metrics::Metrics>,
     metrics: Arc<NodeMetrics>,
 ) -> TestNode {
+    let tuning = Tuning {
+        confirmations,
+        p2p_metrics,
+        metrics,
+        ..Tuning::default()
+    };
+    spawn_tuned(params, mining, bootstrap, tuning).await
+}
+
+/// What a test may set on a node beyond its params and mining.
+pub struct Tuning {
+    pub confirmations: u64,
+    pub p2p_metrics: Option<libp2p::metrics::Metrics>,
+    pub metrics: Arc<NodeMetrics>,
+    pub limits: net::Limits,
+    pub mempool: kvchain::chain::mempool::MempoolLimits,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            confirmations: 2,
+            p2p_metrics: None,
+            metrics: Arc::new(NodeMetrics::default()),
+            limits: net::Limits::default(),
+            mempool: Default::default(),
+        }
+    }
+}
+
+/// Like [`spawn`], with everything a test may tune.
+pub async fn spawn_tuned(
+    params: &Params,
+    mining: MiningPolicy,
+    bootstrap: Vec<Multiaddr>,
+    tuning: Tuning,
+) -> TestNode {
+    let Tuning {
+        confirmations,
+        p2p_metrics,
+        metrics,
+        limits,
+        mempool,
+    } = tuning;
     // Logs through the test harness: shown for failing tests, filtered by RUST_LOG.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -56,7 +100,7 @@ pub async fn spawn_with(
             bootstrap,
             mdns: false,
             transport: TransportKind::Memory,
-            limits: net::Limits::default(),
+            limits,
         },
         key.clone(),
         p2p_metrics,
@@ -67,6 +111,7 @@ pub async fn spawn_with(
     config.mining = mining;
     config.confirmations = confirmations;
     config.metrics = metrics;
+    config.mempool = mempool;
     let network = Network {
         client: client.clone(),
         events,
