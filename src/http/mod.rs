@@ -4,6 +4,7 @@
 
 mod chain;
 pub mod error;
+mod extract;
 mod kvs;
 mod watch;
 
@@ -49,6 +50,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/watch", get(watch::watch))
         .fallback(|| async {
             error::ApiError::not_found("no such endpoint (see the README for the API)")
+        })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see the README for the API)",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::chain::params::MAX_VALUE_BYTES,

@@ -8,9 +8,10 @@
 //! disconnected block; `lagged` if the reader fell too far behind, after which the stream
 //! ends and the client resumes with `from`.
 
+use super::extract::ApiQuery;
 use super::ApiState;
 use crate::chain::{Block, BlockHash, Op, TipChange};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
@@ -164,7 +165,10 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let resume = cursor.delivered.last_key_value().map_or(1, |(h, _)| h + 1);
+                let resume = cursor
+                    .delivered
+                    .last_key_value()
+                    .map_or(1, |(h, _)| h.saturating_add(1));
                 let data = json!({ "resume_from": resume }).to_string();
                 let _ = cursor
                     .send(Event::default().event("lagged").data(data))
@@ -179,7 +183,7 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
 /// `GET /watch`.
 pub async fn watch(
     State(s): State<ApiState>,
-    Query(q): Query<WatchQuery>,
+    ApiQuery(q): ApiQuery<WatchQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(run(s, q, tx));
