@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, KeyPath};
+use super::watchdog::BodyTimeout;
 use super::ApiState;
 use crate::chain::{tx::check_key, Version};
 use crate::store::{Receipt, StoreError, TxStatus};
@@ -96,8 +97,25 @@ fn valid_key(key: &str) -> Result<(), ApiError> {
     check_key(key).map_err(|e| ApiError::bad_request("bad_key", e.to_string()))
 }
 
+/// Whether the body failed because it did not arrive in time.
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<BodyTimeout>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
+        _ if timed_out(&e) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(e.status(), "value_too_large", e.body_text())
         }

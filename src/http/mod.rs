@@ -1,20 +1,26 @@
 //! The HTTP API (`kvchain node --http ADDR`): JSON REST over the store and the chain, a
 //! Server-Sent Events watch stream, and Prometheus metrics. Handlers are thin: they parse,
 //! call the node handle or the store, and shape the answer.
+//!
+//! The API is meant to be safe to leave on: connections have timeouts and a cap
+//! ([`HttpConfig`]), and every refusal is a JSON error ([`error`]).
 
 mod chain;
 pub mod error;
 mod extract;
 mod kvs;
+mod server;
 mod watch;
+mod watchdog;
 
 use crate::net::NetClient;
 use crate::node::{NodeHandle, NodeMetrics};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default HTTP address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8645";
@@ -34,8 +40,35 @@ pub struct ApiState {
     pub confirmations: u64,
 }
 
-/// The API's routes.
-pub fn router(state: ApiState) -> Router {
+/// How the API guards itself; [`HttpConfig::default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Longest time from accept (or a request's first byte) to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// Longest time from the end of a request's headers to the end of its body.
+    pub body_read_timeout: Duration,
+    /// Longest time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// `/watch` streams open at once; more are answered 503 `too_many_watchers`.
+    pub max_watchers: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
+            max_watchers: 64,
+        }
+    }
+}
+
+/// The API's routes, allowing `max_watchers` watch streams at once.
+pub fn router(state: ApiState, max_watchers: usize) -> Router {
     Router::new()
         .route(
             "/kvs/{key}",
@@ -61,18 +94,33 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::chain::params::MAX_VALUE_BYTES,
         ))
+        .layer(Extension(watch::Slots::new(max_watchers)))
         .with_state(state)
 }
 
-/// Binds `addr` and serves the API on the current runtime; returns the bound address.
+/// Binds `addr` and serves the API with the default [`HttpConfig`] on the current
+/// runtime; returns the bound address.
 pub async fn serve(addr: SocketAddr, state: ApiState) -> std::io::Result<SocketAddr> {
+    serve_with(addr, state, HttpConfig::default()).await
+}
+
+/// Binds `addr` and serves the API with `config` on the current runtime; returns the
+/// bound address.
+pub async fn serve_with(
+    addr: SocketAddr,
+    state: ApiState,
+    config: HttpConfig,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let shared = server::Shared {
+        app: hyper_util::service::TowerToHyperService::new(router(state, config.max_watchers)),
+        timeouts: watchdog::Timeouts {
+            header: config.header_read_timeout,
+            body: config.body_read_timeout,
+            idle: config.idle_timeout,
+        },
+    };
+    tokio::spawn(server::run(listener, shared, config.max_connections));
     Ok(bound)
 }
