@@ -2,16 +2,20 @@
 //! Server-Sent Events watch stream, and Prometheus metrics. Handlers are thin: they parse,
 //! call the node handle or the store, and shape the answer.
 //!
-//! The API is meant to be safe to leave on: connections have timeouts and a cap
+//! The API is meant to be safe to leave on: requests must name an allowed host, writes
+//! may need a bearer token ([`guard`]), connections have timeouts and a cap
 //! ([`HttpConfig`]), and every refusal is a JSON error ([`error`]).
 
 mod chain;
 pub mod error;
 mod extract;
+pub mod guard;
 mod kvs;
 mod server;
 mod watch;
 mod watchdog;
+
+pub use guard::{parse_vhost, read_token_file, HostAllowlist, Token, TokenError};
 
 use crate::net::NetClient;
 use crate::node::{NodeHandle, NodeMetrics};
@@ -43,6 +47,11 @@ pub struct ApiState {
 /// How the API guards itself; [`HttpConfig::default`] gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
+    /// Hosts a request may name (`--http-vhosts`; `*` allows any). `None`: `localhost`,
+    /// `127.0.0.1`, `[::1]` and the bound address.
+    pub vhosts: Option<Vec<String>>,
+    /// The bearer token every write must carry; `None`: writes need none.
+    pub token: Option<Token>,
     /// Longest time from accept (or a request's first byte) to the end of its headers.
     pub header_read_timeout: Duration,
     /// Longest time from the end of a request's headers to the end of its body.
@@ -58,6 +67,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
+            vhosts: None,
+            token: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
@@ -113,8 +124,13 @@ pub async fn serve_with(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let hosts = match &config.vhosts {
+        None => HostAllowlist::local(bound),
+        Some(names) => HostAllowlist::from_names(names),
+    };
     let shared = server::Shared {
         app: hyper_util::service::TowerToHyperService::new(router(state, config.max_watchers)),
+        guard: Arc::new(guard::Guard::new(hosts, config.token)),
         timeouts: watchdog::Timeouts {
             header: config.header_read_timeout,
             body: config.body_read_timeout,

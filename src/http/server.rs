@@ -1,10 +1,13 @@
 //! The accept loop of the API: one hyper HTTP/1 connection per client, at most
 //! `max_connections` at once (more wait in the listen backlog until one closes), each
-//! watched for the timeouts of [`super::watchdog`].
+//! watched for the timeouts of [`super::watchdog`], each request checked by the
+//! [`Guard`] before it reaches the router.
 
+use super::guard::{Guard, CHALLENGE};
 use super::watchdog::{Activity, TimedBody, Timeouts, Tracked, Watched};
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{header, Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -29,6 +32,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Shared {
     /// The routes.
     pub app: TowerToHyperService<Router>,
+    /// Host and token checks.
+    pub guard: Arc<Guard>,
     /// The connection timeouts.
     pub timeouts: Timeouts,
 }
@@ -98,8 +103,18 @@ async fn connection(
     }
 }
 
-/// Hands `req` to the router with a deadline on its body.
+/// Checks `req` with the guard, then hands it to the router with a deadline on its body.
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    if let Err(e) = shared.guard.check(&req) {
+        let status = e.status;
+        let mut response = e.into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, CHALLENGE);
+        }
+        return response;
+    }
     let limit = shared.timeouts.body;
     let req = req.map(|b| Body::new(TimedBody::new(b, limit)));
     match shared.app.call(req).await {
