@@ -7,6 +7,8 @@
 mod common;
 #[path = "support/http_node.rs"]
 mod http_node;
+#[path = "support/http_proc.rs"]
+mod http_proc;
 #[path = "support/raw_http.rs"]
 mod raw_http;
 #[path = "support/swarm_net.rs"]
@@ -14,6 +16,7 @@ mod swarm_net;
 
 use common::block_on;
 use http_node::*;
+use http_proc::{client, start_node};
 use kvchain::http::{HttpConfig, Token};
 use kvchain::node::MiningPolicy;
 use raw_http::*;
@@ -165,7 +168,7 @@ async fn writes_need_the_token_and_reads_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_header_is_cut_off_while_other_clients_are_served() {
     let slow_heads = HttpConfig {
-        header_read_timeout: Duration::from_secs(3),
+        header_read_timeout: Duration::from_secs(5),
         ..config()
     };
     let n = start_with(8, 2, MiningPolicy::Off, slow_heads).await;
@@ -387,75 +390,6 @@ async fn huge_query_numbers_do_not_overflow() {
     assert!(!watch.contains("event: put"), "{watch}");
     let b = send(n.addr, get(&format!("/blocks/{max}"), "localhost")).await;
     assert_error(&b, 404, "not_found");
-}
-
-/// A `kvchain node` process serving HTTP on loopback; killed by pid when dropped.
-struct NodeProc {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_kvchain");
-
-/// Starts `kvchain node` with `extra` flags in `dir`; `Err` with its stderr if it exits
-/// before serving HTTP.
-fn start_node(dir: &std::path::Path, extra: &[&str]) -> Result<NodeProc, String> {
-    use std::process::{Command, Stdio};
-    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
-    let child = Command::new(BIN)
-        .arg("node")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .args(["--difficulty", "8", "--http", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("spawn kvchain node");
-    let mut node = NodeProc {
-        child,
-        url: String::new(),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-            return Err(format!("{status}: {stderr}"));
-        }
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if let Some(url) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("http: listening on "))
-        {
-            node.url = url.to_string();
-            return Ok(node);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the node did not serve HTTP within 60 s");
-}
-
-/// Runs `kvchain ARGS` with `KVCHAIN_TOKEN` set to `env_token` (or unset); exit code,
-/// stdout and stderr.
-fn client(args: &[&str], env_token: Option<&str>) -> (Option<i32>, String, String) {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(args).env_remove("KVCHAIN_TOKEN");
-    if let Some(t) = env_token {
-        cmd.env("KVCHAIN_TOKEN", t);
-    }
-    // The client bounds itself: --timeout below, plus its own 5 s.
-    let out = cmd.output().expect("run kvchain");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
