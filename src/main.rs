@@ -159,6 +159,23 @@ impl RemoteArgs {
     }
 }
 
+/// The HTTP API's settings from `kvchain node`'s flags; the token file is read now, so
+/// that a bad one stops the node before it starts.
+fn http_config(
+    vhosts: Option<Vec<String>>,
+    token_file: Option<PathBuf>,
+) -> Result<kvchain::http::HttpConfig> {
+    let token = token_file
+        .map(|path| kvchain::http::Token::from_file(&path))
+        .transpose()
+        .context("--http-token-file")?;
+    Ok(kvchain::http::HttpConfig {
+        vhosts,
+        token,
+        ..Default::default()
+    })
+}
+
 fn init_logs(filter: Option<String>, file: Option<PathBuf>) -> Result<()> {
     let filter = match filter {
         Some(f) => tracing_subscriber::EnvFilter::try_new(f).context("bad --log filter")?,
@@ -214,14 +231,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(log, log_file)?;
             anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-            let http_config = kvchain::http::HttpConfig {
-                vhosts: http_vhosts,
-                token: http_token_file
-                    .map(|path| kvchain::http::Token::from_file(&path))
-                    .transpose()
-                    .context("--http-token-file")?,
-                ..Default::default()
-            };
             let opts = daemon::NodeOptions {
                 data_dir: data_dir.unwrap_or_else(daemon::default_data_dir),
                 network,
@@ -233,7 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads,
                 confirmations,
                 http,
-                http_config,
+                http_config: http_config(http_vhosts, http_token_file)?,
             };
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(daemon::run(opts));
