@@ -68,6 +68,8 @@ pub fn encode_segment(s: &str) -> String {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// `Bearer <token>`, sent with writes.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -81,6 +83,21 @@ impl Client {
         Client {
             agent: ureq::Agent::new_with_config(config),
             base: base.trim_end_matches('/').to_string(),
+            authorization: None,
+        }
+    }
+
+    /// The same client, sending `token` as a bearer token with every write.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.authorization = token.map(|t| format!("Bearer {t}"));
+        self
+    }
+
+    /// Adds the `Authorization` header of a write, when there is a token.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
         }
     }
 
@@ -151,7 +168,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Value, ClientError> {
         let url = key_url(&self.base, key, &Self::write_query(wait, timeout))?;
-        self.json(&url, self.agent.put(&url).send(value))
+        self.json(&url, self.authorized(self.agent.put(&url)).send(value))
     }
 
     /// `DELETE /kvs/{key}`.
@@ -162,7 +179,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Value, ClientError> {
         let url = key_url(&self.base, key, &Self::write_query(wait, timeout))?;
-        self.json(&url, self.agent.delete(&url).call())
+        self.json(&url, self.authorized(self.agent.delete(&url)).call())
     }
 
     /// `GET /kvs/{key}` as JSON; `None` when the key has no value.

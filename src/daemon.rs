@@ -31,6 +31,7 @@ pub struct NodeOptions {
     pub confirmations: u64,
     pub limits: net::Limits,
     pub http: Option<std::net::SocketAddr>,
+    pub http_config: kvchain::http::HttpConfig,
 }
 
 /// The default data dir: `$HOME/.kvchain`.
@@ -174,7 +175,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
             metrics,
             confirmations: opts.confirmations,
         };
-        let bound = kvchain::http::serve(addr, state)
+        let bound = kvchain::http::serve_with(addr, state, opts.http_config)
             .await
             .with_context(|| format!("cannot serve HTTP on {addr}"))?;
         println!("http: listening on http://{bound}");

@@ -70,6 +70,13 @@ enum Command {
         /// Serve the HTTP API on this address (bare --http: 127.0.0.1:8645).
         #[arg(long, num_args = 0..=1, default_missing_value = kvchain::http::DEFAULT_ADDR)]
         http: Option<std::net::SocketAddr>,
+        /// Hosts the HTTP API answers to, comma-separated; * for any [default: localhost,
+        /// 127.0.0.1, [::1] and the --http address].
+        #[arg(long, requires = "http", value_delimiter = ',', value_parser = kvchain::http::parse_vhost)]
+        http_vhosts: Option<Vec<String>>,
+        /// File holding the bearer token every HTTP write (PUT, DELETE) must carry.
+        #[arg(long, requires = "http")]
+        http_token_file: Option<PathBuf>,
     },
     /// Write a value through a node's HTTP API.
     Put {
@@ -139,6 +146,9 @@ struct RemoteArgs {
     /// Longest wait, in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// File holding the node's HTTP token, sent with writes [default: $KVCHAIN_TOKEN].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 impl RemoteArgs {
@@ -147,8 +157,32 @@ impl RemoteArgs {
             .ok()
             .filter(|d| *d <= Duration::from_secs(600))
             .context("--timeout must be 0 to 600 seconds")?;
-        Ok(remote::run(&self.node, call, self.json, timeout))
+        let token = match &self.token_file {
+            Some(path) => Some(kvchain::http::read_token_file(path).context("--token-file")?),
+            None => std::env::var("KVCHAIN_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+        };
+        Ok(remote::run(&self.node, call, self.json, timeout, token))
     }
+}
+
+/// The HTTP API's settings from `kvchain node`'s flags; the token file is read now, so
+/// that a bad one stops the node before it starts.
+fn http_config(
+    vhosts: Option<Vec<String>>,
+    token_file: Option<PathBuf>,
+) -> Result<kvchain::http::HttpConfig> {
+    let token = token_file
+        .map(|path| kvchain::http::Token::from_file(&path))
+        .transpose()
+        .context("--http-token-file")?;
+    Ok(kvchain::http::HttpConfig {
+        vhosts,
+        token,
+        ..Default::default()
+    })
 }
 
 fn init_logs(filter: Option<String>, file: Option<PathBuf>) -> Result<()> {
@@ -204,6 +238,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_peers,
             max_peers_per_ip,
             http,
+            http_vhosts,
+            http_token_file,
         } => {
             init_logs(log, log_file)?;
             anyhow::ensure!(threads >= 1, "--threads must be at least 1");
@@ -226,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 confirmations,
                 limits,
                 http,
+                http_config: http_config(http_vhosts, http_token_file)?,
             };
             let rt = tokio::runtime::Runtime::new()?;
             let result = rt.block_on(daemon::run(opts));

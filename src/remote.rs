@@ -2,7 +2,8 @@
 //! HTTP API. Human output by default, `--json` for scripts.
 //!
 //! Exit codes: 0 done; 1 the key has no value, or the node refused the write; 2 bad input
-//! or an error answer; 3 the node could not be reached; 4 a `--wait` ran out of time.
+//! or an error answer (a missing or wrong token included); 3 the node could not be
+//! reached; 4 a `--wait` ran out of time.
 
 use kvchain::client::{Client, ClientError};
 use serde_json::Value;
@@ -27,10 +28,16 @@ pub enum Remote {
     Status,
 }
 
-/// Runs `call` against the node at `node`.
-pub fn run(node: &str, call: Remote, json: bool, timeout: Duration) -> ExitCode {
+/// Runs `call` against the node at `node`, sending `token` with writes.
+pub fn run(
+    node: &str,
+    call: Remote,
+    json: bool,
+    timeout: Duration,
+    token: Option<String>,
+) -> ExitCode {
     // The HTTP call itself gets a little longer than the wait it asks the node for.
-    let client = Client::new(node, timeout + Duration::from_secs(5));
+    let client = Client::new(node, timeout + Duration::from_secs(5)).with_token(token);
     let result = match call {
         Remote::Put { key, value, wait } => check_wait(&wait)
             .and_then(|_| client.put(&key, value.as_bytes(), wait.as_deref(), Some(timeout)))

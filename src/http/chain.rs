@@ -1,9 +1,10 @@
 //! `/tx/{id}`, `/blocks/{height|hash}`, `/status`, `/peers` and `/metrics`.
 
 use super::error::ApiError;
+use super::extract::IdPath;
 use super::ApiState;
 use crate::chain::{Block, Hash, Op};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,10 +20,7 @@ fn tx_json(tx: &crate::chain::Tx) -> Value {
 }
 
 /// `GET /tx/{id}`: where a write is: pending, included at a height, or confirmed.
-pub async fn tx(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn tx(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Value>, ApiError> {
     let id = Hash::from_hex(&id)
         .ok_or_else(|| ApiError::bad_request("bad_id", "a tx id is 64 hex digits"))?;
     let info = s.node.tx(id).await.ok_or_else(|| {
@@ -33,7 +31,8 @@ pub async fn tx(
         None => out["status"] = json!("pending"),
         Some(height) => {
             let tip = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
-            let depth = tip + 1 - height;
+            // Saturating: a reorg may have shortened the chain since the tx was found.
+            let depth = tip.saturating_add(1).saturating_sub(height);
             out["status"] = json!(if depth >= s.confirmations {
                 "confirmed"
             } else {
@@ -56,10 +55,7 @@ fn block_json(b: &Block) -> Value {
 }
 
 /// `GET /blocks/{height|hash}`.
-pub async fn block(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn block(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Value>, ApiError> {
     let block = match (id.parse::<u64>(), Hash::from_hex(&id)) {
         (Ok(height), _) => s.node.block_at(height).await,
         (_, Some(hash)) => s.node.block_by_hash(hash).await,

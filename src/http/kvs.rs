@@ -3,12 +3,14 @@
 //! Keys are path segments: percent-encode a `/` inside a key as `%2F`.
 
 use super::error::ApiError;
+use super::extract::{ApiQuery, KeyPath};
+use super::watchdog::BodyTimeout;
 use super::ApiState;
 use crate::chain::{tx::check_key, Version};
 use crate::store::{Receipt, StoreError, TxStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -95,8 +97,25 @@ fn valid_key(key: &str) -> Result<(), ApiError> {
     check_key(key).map_err(|e| ApiError::bad_request("bad_key", e.to_string()))
 }
 
+/// Whether the body failed because it did not arrive in time.
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<BodyTimeout>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
+        _ if timed_out(&e) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(e.status(), "value_too_large", e.body_text())
         }
@@ -143,8 +162,8 @@ impl WaitSpec {
 /// `PUT /kvs/{key}`: the body is the value.
 pub async fn put(
     State(s): State<ApiState>,
-    Path(key): Path<String>,
-    Query(q): Query<WriteQuery>,
+    KeyPath(key): KeyPath,
+    ApiQuery(q): ApiQuery<WriteQuery>,
     value: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
     let value = body(value)?;
@@ -157,8 +176,8 @@ pub async fn put(
 /// `DELETE /kvs/{key}`.
 pub async fn delete(
     State(s): State<ApiState>,
-    Path(key): Path<String>,
-    Query(q): Query<WriteQuery>,
+    KeyPath(key): KeyPath,
+    ApiQuery(q): ApiQuery<WriteQuery>,
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
     valid_key(&key)?;
     let spec = WaitSpec::parse(&q)?;
@@ -216,6 +235,12 @@ async fn wait(
     }
 }
 
+/// How many blocks deep a version at `height` is under `tip` (the including block
+/// counts); saturating, as `k` may be any number a query names.
+fn depth(tip: u64, height: u64) -> u64 {
+    tip.saturating_add(1).saturating_sub(height)
+}
+
 /// Versions of `key`, only those at least `min_conf` deep when asked.
 async fn versions(
     s: &ApiState,
@@ -226,7 +251,7 @@ async fn versions(
     let mut all = s.node.store().retrieve_all(key);
     if let Some(k) = min_conf.filter(|k| *k > 1) {
         let tip = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
-        all.retain(|v| tip + 1 >= v.height + k);
+        all.retain(|v| depth(tip, v.height) >= k);
     }
     Ok(all)
 }
@@ -241,8 +266,8 @@ fn wants_json(headers: &HeaderMap) -> bool {
 /// `GET /kvs/{key}`: the raw value with its metadata in headers, or JSON on request.
 pub async fn get(
     State(s): State<ApiState>,
-    Path(key): Path<String>,
-    Query(q): Query<ReadQuery>,
+    KeyPath(key): KeyPath,
+    ApiQuery(q): ApiQuery<ReadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let latest = match q.min_conf {
@@ -288,8 +313,8 @@ pub async fn get(
 /// `GET /kvs/{key}/history`: every version in chain order, deletes included.
 pub async fn history(
     State(s): State<ApiState>,
-    Path(key): Path<String>,
-    Query(q): Query<ReadQuery>,
+    KeyPath(key): KeyPath,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<Vec<VersionJson>>, ApiError> {
     let all = versions(&s, &key, q.min_conf).await?;
     Ok(Json(
@@ -309,5 +334,13 @@ mod tests {
         assert_eq!(parse_timeout("601"), None);
         assert_eq!(parse_timeout("-1"), None);
         assert_eq!(parse_timeout("soon"), None);
+    }
+
+    #[test]
+    fn depth_never_overflows() {
+        assert_eq!(depth(10, 10), 1);
+        assert_eq!(depth(10, 8), 3);
+        assert_eq!(depth(u64::MAX, 0), u64::MAX);
+        assert_eq!(depth(3, 9), 0);
     }
 }

@@ -8,20 +8,35 @@
 //! disconnected block; `lagged` if the reader fell too far behind, after which the stream
 //! ends and the client resumes with `from`.
 
+use super::error::ApiError;
+use super::extract::ApiQuery;
 use super::ApiState;
 use crate::chain::{Block, BlockHash, Op, TipChange};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-
-use tokio::sync::{broadcast, mpsc};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, Semaphore};
 
 /// Heights of delivered blocks remembered for reorgs (deeper reorgs are not reported).
 const REMEMBER: usize = 4096;
+
+/// The watch streams that may be open at once: a stream holds a permit until its
+/// client goes.
+#[derive(Clone)]
+pub struct Slots(Arc<Semaphore>);
+
+impl Slots {
+    /// Room for `n` streams.
+    pub fn new(n: usize) -> Slots {
+        Slots(Arc::new(Semaphore::new(n)))
+    }
+}
 
 /// Query of `/watch`.
 #[derive(Debug, Deserialize)]
@@ -157,14 +172,22 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
         return;
     }
     loop {
-        match tips.recv().await {
+        let change = tokio::select! {
+            change = tips.recv() => change,
+            // The client left: stop now rather than at the next block.
+            () = cursor.out.closed() => return,
+        };
+        match change {
             Ok(change) => {
                 if !cursor.apply(&change).await {
                     return;
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let resume = cursor.delivered.last_key_value().map_or(1, |(h, _)| h + 1);
+                let resume = cursor
+                    .delivered
+                    .last_key_value()
+                    .map_or(1, |(h, _)| h.saturating_add(1));
                 let data = json!({ "resume_from": resume }).to_string();
                 let _ = cursor
                     .send(Event::default().event("lagged").data(data))
@@ -176,17 +199,24 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
     }
 }
 
-/// `GET /watch`.
+/// `GET /watch`; 503 `too_many_watchers` when all slots are taken.
 pub async fn watch(
     State(s): State<ApiState>,
-    Query(q): Query<WatchQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Extension(slots): Extension<Slots>,
+    ApiQuery(q): ApiQuery<WatchQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = slots.0.try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_watchers",
+            "too many watch streams are open; try again later",
+        )
+    })?;
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(run(s, q, tx));
-    let stream =
-        futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-        );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // The slot lives in the stream, which hyper drops as soon as the client goes.
+    let stream = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
+        rx.recv().await.map(|e| (Ok(e), (rx, slot)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

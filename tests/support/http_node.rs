@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use kvchain::chain::Params;
-use kvchain::http::ApiState;
+use kvchain::http::{ApiState, HttpConfig};
 use kvchain::node::{MiningPolicy, NodeHandle, NodeMetrics};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -17,10 +17,22 @@ pub const CALL: Duration = Duration::from_secs(60);
 pub struct ApiNode {
     pub node: NodeHandle,
     pub url: String,
+    /// The API's address, for raw TCP clients.
+    pub addr: std::net::SocketAddr,
 }
 
 /// Starts a node at `bits` with `confirmations`, mining by `mining`, serving its API.
 pub async fn start(bits: u32, confirmations: u64, mining: MiningPolicy) -> ApiNode {
+    start_with(bits, confirmations, mining, HttpConfig::default()).await
+}
+
+/// [`start`], serving the API with `config`.
+pub async fn start_with(
+    bits: u32,
+    confirmations: u64,
+    mining: MiningPolicy,
+    config: HttpConfig,
+) -> ApiNode {
     let params = Params::new("http-test", bits).unwrap();
     let mut registry = Registry::default();
     let p2p = libp2p::metrics::Metrics::new(&mut registry);
@@ -41,12 +53,13 @@ pub async fn start(bits: u32, confirmations: u64, mining: MiningPolicy) -> ApiNo
         metrics,
         confirmations,
     };
-    let addr = kvchain::http::serve("127.0.0.1:0".parse().unwrap(), state)
+    let addr = kvchain::http::serve_with("127.0.0.1:0".parse().unwrap(), state, config)
         .await
         .unwrap();
     ApiNode {
         node: node.handle,
         url: format!("http://{addr}"),
+        addr,
     }
 }
 
