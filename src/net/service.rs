@@ -518,8 +518,10 @@ impl Service {
                     }
                     let id = match self.requests.take_inbound(peer, channel, Instant::now()) {
                         Ok(id) => id,
+                        // Throttled, not charged: only the per-second rate is charged,
+                        // which an honest node stays far below.
                         Err(Refusal::PeerBusy) => {
-                            self.penalize(peer, Offence::Flood, "too many sync requests at once");
+                            tracing::debug!(%peer, "peer has too many sync requests waiting");
                             return;
                         }
                         Err(Refusal::NodeBusy) => {

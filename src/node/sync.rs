@@ -34,6 +34,9 @@ struct PeerSync {
     status: Option<ChainStatus>,
     /// While a blocks request to it is out: when to give up on it.
     fetching: Option<Instant>,
+    /// While a by-hash request to it is out: when to give up on it. One at a time, so
+    /// that a flood of mutated copies never makes us flood an honest peer.
+    asking: Option<Instant>,
 }
 
 impl PeerSync {
@@ -149,9 +152,16 @@ impl NodeTask {
                 error,
             } => {
                 tracing::debug!(%peer, %error, "sync request failed");
-                if let SyncRequest::Blocks { .. } = request {
-                    if let Some(p) = self.sync.peers.get_mut(&peer) {
-                        p.fetching = None;
+                if let Some(p) = self.sync.peers.get_mut(&peer) {
+                    match request {
+                        SyncRequest::Blocks { .. } => p.fetching = None,
+                        SyncRequest::Block(hash) => {
+                            p.asking = None;
+                            // Ask again when the next copy comes, not only after the
+                            // deadline.
+                            self.sync.wanted.remove(&hash);
+                        }
+                        SyncRequest::Status => {}
                     }
                 }
             }
@@ -214,15 +224,21 @@ impl NodeTask {
         if self.sync.wanted.len() >= MAX_WANTED || self.sync.wanted.contains_key(&hash) {
             return;
         }
-        self.sync.wanted.insert(hash, now + FETCH_DEADLINE);
         let peers: Vec<PeerId> = self
             .sync
             .peers
-            .keys()
-            .filter(|p| **p != not_from)
+            .iter_mut()
+            .filter(|(p, s)| **p != not_from && s.asking.is_none_or(|d| d <= now))
             .take(REFETCH_PEERS)
-            .copied()
+            .map(|(p, s)| {
+                s.asking = Some(now + FETCH_DEADLINE);
+                *p
+            })
             .collect();
+        if peers.is_empty() {
+            return; // every peer is busy: gossip and the status poll will bring it
+        }
+        self.sync.wanted.insert(hash, now + FETCH_DEADLINE);
         for peer in peers {
             self.send(NetCommand::Request {
                 peer,
@@ -233,6 +249,9 @@ impl NodeTask {
 
     /// A block we asked for by hash.
     fn on_block_by_hash(&mut self, peer: PeerId, hash: BlockHash, block: Option<Block>) {
+        if let Some(p) = self.sync.peers.get_mut(&peer) {
+            p.asking = None;
+        }
         let Some(block) = block else { return };
         if block.hash() != hash {
             self.penalize(
