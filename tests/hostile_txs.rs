@@ -1,0 +1,157 @@
+//! Hostile and unlucky txs against a live node (in the style of Bitcoin Core's
+//! p2p_invalid_tx and mempool_limit): txs stamped far from our clock and replays are
+//! ignored without charging the relayer; a flood of valid txs keeps the mempool within
+//! its bounds while the node's own writes still go through.
+
+mod common;
+#[path = "support/hostile_peer.rs"]
+mod hostile_peer;
+#[path = "support/swarm_net.rs"]
+mod swarm_net;
+
+use common::{key, params};
+use hostile_peer::*;
+use kvchain::chain::mempool::{MempoolLimits, MAX_TX_AGE_MS, MAX_TX_FUTURE_MS};
+use kvchain::chain::{now_ms, Keypair, Op, Tx};
+use kvchain::codec;
+use kvchain::net::Names;
+use kvchain::node::MiningPolicy;
+use std::time::Duration;
+use swarm_net::*;
+
+fn tx_at(kp: &Keypair, key: &str, nonce: u64, timestamp: u64) -> Tx {
+    let op = Op::Put {
+        key: key.into(),
+        value: b"v".to_vec(),
+    };
+    Tx::new(kp, op, nonce, timestamp).unwrap()
+}
+
+/// Publishes `first`, then a valid marker tx; once the marker is pending, `first` has
+/// been judged. Returns the hostile peer's points and whether `first` is pending.
+async fn judged(node: &TestNode, first: &Tx) -> (u32, bool) {
+    let params = params();
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    let mut answer = quiet(&params);
+    m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    m.publish(false, codec::encode(first));
+    let marker = tx_at(&key(50), "marker", rand_nonce(), now_ms());
+    m.publish(false, codec::encode(&marker));
+    let (h, id) = (node.handle.clone(), marker.id());
+    let ok = m
+        .run_until(LIMIT, &mut answer, async move {
+            until("the marker is pending", || async {
+                h.tx(id).await.is_some()
+            })
+            .await
+        })
+        .await;
+    assert!(ok);
+    let pending = node
+        .handle
+        .tx(first.id())
+        .await
+        .is_some_and(|t| t.height.is_none());
+    (points(&node.net, m.id()).await, pending)
+}
+
+fn rand_nonce() -> u64 {
+    u64::from_le_bytes(Keypair::generate().public().0[..8].try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_stamped_ahead_of_the_clock_is_ignored_and_not_charged() {
+    let node = spawn(&params(), MiningPolicy::Off, vec![]).await;
+    let ahead = tx_at(&key(1), "a", 0, now_ms() + MAX_TX_FUTURE_MS + 60_000);
+    assert_eq!(judged(&node, &ahead).await, (0, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_stamped_long_ago_is_ignored_and_not_charged() {
+    let node = spawn(&params(), MiningPolicy::Off, vec![]).await;
+    let old = tx_at(&key(1), "a", 0, now_ms() - MAX_TX_AGE_MS - 60_000);
+    assert_eq!(judged(&node, &old).await, (0, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_already_in_the_chain_is_ignored_and_not_charged() {
+    let node = spawn(&params(), MiningPolicy::Auto, vec![]).await;
+    let tx = tx_at(&key(1), "a", 0, now_ms());
+    node.handle.submit_tx(tx.clone()).await.unwrap().unwrap();
+    until("the tx is mined", || async {
+        node.handle.tx_height(tx.id()).await.is_some()
+    })
+    .await;
+    assert_eq!(judged(&node, &tx).await, (0, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_through() {
+    const FLOOD: u64 = 100_000;
+    const AUTHORS: u64 = 1_000;
+    let limits = MempoolLimits {
+        max_txs: 10_000,
+        max_per_author: 50,
+        ..MempoolLimits::default()
+    };
+    let tuning = Tuning {
+        mempool: limits,
+        ..Tuning::default()
+    };
+    let params = params();
+    let node = spawn_tuned(&params, MiningPolicy::Off, vec![], tuning).await;
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    let mut answer = quiet(&params);
+    m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let authors: Vec<Keypair> = (0..AUTHORS).map(|_| Keypair::generate()).collect();
+    let now = now_ms();
+    let mut most = 0;
+    let mut sent = 0;
+    for chunk in 0..FLOOD / 500 {
+        for i in 0..500 {
+            let n = chunk * 500 + i;
+            let tx = tx_at(&authors[(n % AUTHORS) as usize], "flood", n, now);
+            while !m.publish(false, codec::encode(&tx)) {
+                m.run_for(Duration::from_millis(5), &mut answer).await;
+            }
+            sent += 1;
+        }
+        m.run_for(Duration::from_millis(2), &mut answer).await;
+        // The node answers while flooded, and its mempool stays within its bounds.
+        let i = tokio::time::timeout(Duration::from_secs(10), node.handle.info())
+            .await
+            .expect("the node answers while flooded")
+            .unwrap();
+        assert!(
+            i.mempool <= limits.max_txs,
+            "mempool {} after {sent}",
+            i.mempool
+        );
+        most = most.max(i.mempool);
+    }
+    let (nh, limit) = (node.handle.clone(), limits.max_txs);
+    m.run_until(Duration::from_secs(30), &mut answer, async move {
+        until("the flood is in", || async {
+            nh.info().await.is_some_and(|i| i.mempool >= limit)
+        })
+        .await
+    })
+    .await;
+    let i = info(&node).await;
+    assert!(i.mempool <= limits.max_txs);
+    assert!(
+        most > limits.max_txs / 2,
+        "the flood reached the node ({most})"
+    );
+    // The node's own writes find room, and are confirmed.
+    let store = node.handle.store().clone();
+    let mut receipt = store.put("mine", "kept").await.unwrap();
+    node.handle.set_mining(MiningPolicy::Always).await;
+    receipt.confirmed(LIMIT).await.unwrap();
+    assert_eq!(
+        store.retrieve("mine").unwrap().value.as_deref(),
+        Some(&b"kept"[..])
+    );
+    // Valid txs, however many: nobody is charged for them.
+    assert_eq!(points(&node.net, m.id()).await, 0);
+}
