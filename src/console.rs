@@ -298,8 +298,8 @@ impl Console {
                 say(format!("total work: {}", i.total_work));
                 say(format!("peers: {}", i.peers));
                 say(format!(
-                    "mempool: {} txs, {} blocks waiting for a parent",
-                    i.mempool, i.orphans
+                    "mempool: {} txs, {} blocks waiting for a parent, {} side blocks",
+                    i.mempool, i.orphans, i.side_blocks
                 ));
                 let state = if i.mining_active { "mining" } else { "idle" };
                 say(format!(

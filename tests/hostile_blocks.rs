@@ -241,3 +241,51 @@ async fn an_invalid_block_whose_body_matches_is_remembered_and_each_sending_char
     let i = info(&b).await;
     assert_eq!((i.height, i.orphans), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_valid_side_blocks_stays_within_the_side_budget_and_is_not_charged() {
+    use kvchain::chain::side::MAX_SIDE_BLOCKS;
+    let params = params();
+    let b = spawn(&params, MiningPolicy::Off, vec![]).await;
+    let mut parent = params.genesis().header;
+    for i in 0..3 {
+        let blk = block_on(&parent, vec![], i);
+        b.handle.submit_block(blk.clone()).await.unwrap().unwrap();
+        parent = blk.header;
+    }
+    let tip = info(&b).await.tip;
+    let fork = b.handle.block_at(1).await.unwrap().header;
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    let mut answer = quiet(&params);
+    m.join(&b.addr, b.net.peer_id(), &mut answer).await;
+    let flood = 2 * MAX_SIDE_BLOCKS as u64;
+    for salt in 0..flood {
+        // Valid proof of work, each a sibling of the canonical block at height 2.
+        let side = block_on(&fork, vec![], 50_000 + salt);
+        while !m.publish(true, codec::encode(&side)) {
+            m.run_for(std::time::Duration::from_millis(5), &mut answer)
+                .await;
+        }
+        if salt % 64 == 0 {
+            m.run_for(std::time::Duration::from_millis(5), &mut answer)
+                .await;
+        }
+    }
+    let bh = b.handle.clone();
+    let full = m
+        .run_until(LIMIT, &mut answer, async move {
+            until("the side budget fills", || async {
+                bh.info()
+                    .await
+                    .is_some_and(|i| i.side_blocks == MAX_SIDE_BLOCKS)
+            })
+            .await
+        })
+        .await;
+    assert!(full);
+    m.run_for(std::time::Duration::from_millis(500), &mut answer)
+        .await;
+    let i = info(&b).await;
+    assert_eq!((i.tip, i.side_blocks), (tip, MAX_SIDE_BLOCKS));
+    assert_eq!(points(&b.net, m.id()).await, 0, "valid blocks were charged");
+}

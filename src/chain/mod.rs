@@ -10,6 +10,7 @@ pub mod mempool;
 pub mod miner;
 pub mod params;
 pub mod pow;
+pub mod side;
 pub mod state;
 pub mod tree;
 pub mod tx;

@@ -9,6 +9,7 @@ use super::log::{FrameLog, Recovery};
 use super::mempool::{Mempool, MempoolError, MempoolLimits};
 use super::now_ms;
 use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use super::side::{self, Admission};
 use super::tree::{BlockTree, Entry};
 use super::tx::{Tx, TxError};
 use super::validate::{check_standalone, BlockError};
@@ -107,6 +108,10 @@ pub struct Chain {
     tx_heights: HashMap<TxId, u64>,
     mempool: Mempool,
     log: Option<FrameLog>,
+    /// Blocks in the tree off the canonical chain.
+    side: HashSet<BlockHash>,
+    /// Blocks in the tree not yet in the block log (written when they join the chain).
+    unlogged: HashSet<BlockHash>,
 }
 
 impl Chain {
@@ -119,6 +124,8 @@ impl Chain {
             tx_heights: HashMap::new(),
             mempool: Mempool::default(),
             log: None,
+            side: HashSet::new(),
+            unlogged: HashSet::new(),
         }
     }
 
@@ -167,7 +174,7 @@ impl Chain {
             };
             // Blocks in our own log passed every check when they were written, and the
             // frame checksum guards the bytes: skip the signature checks and the clock.
-            match chain.accept_block(block, true) {
+            match chain.accept_block(block, true, Admission::Any) {
                 Ok(_) => loaded += 1,
                 Err(e) => tracing::warn!(error = %e, "skipping a block in the log"),
             }
@@ -305,10 +312,30 @@ impl Chain {
     /// the heaviest chain. A block with an unknown parent is held and reported as
     /// [`BlockError::UnknownParent`].
     pub fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
-        self.accept_block(block, false)
+        self.accept_block(block, false, Admission::Any)
     }
 
-    fn accept_block(&mut self, block: Block, trusted: bool) -> Result<Accepted, BlockError> {
+    /// Like [`Chain::process_block`], for a block that came from `admission`: a gossiped
+    /// side branch must be within reach of the tip (see [`side`]).
+    pub fn process_block_as(
+        &mut self,
+        block: Block,
+        admission: Admission,
+    ) -> Result<Accepted, BlockError> {
+        self.accept_block(block, false, admission)
+    }
+
+    /// Blocks held off the canonical chain.
+    pub fn side_blocks(&self) -> usize {
+        self.side.len()
+    }
+
+    fn accept_block(
+        &mut self,
+        block: Block,
+        trusted: bool,
+        admission: Admission,
+    ) -> Result<Accepted, BlockError> {
         let hash = block.hash();
         if self.tree.get(&hash).is_some() {
             return Err(BlockError::AlreadyKnown(hash));
@@ -328,6 +355,8 @@ impl Chain {
             self.tree.orphans().add(Arc::new(block));
             return Err(BlockError::UnknownParent { parent });
         }
+        let bits = block.header.bits;
+        side::admit(&self.tree, &parent, bits, admission, self.side.len())?;
         let mut accepted = Accepted::default();
         if let Err(e) = self.connect_to_tree(Arc::new(block), trusted) {
             return Err(self.rejected(hash, e));
@@ -352,22 +381,46 @@ impl Chain {
         }
         let best = self.tree.best_candidate(&accepted.blocks);
         if best != self.tip_hash() {
+            self.write_branch(&best)?;
             accepted.tip = Some(self.switch_to(best));
+            for gone in side::prune(&mut self.tree, &mut self.side, bits) {
+                self.unlogged.remove(&gone);
+            }
         }
         Ok(accepted)
     }
 
-    /// Runs the rules that need the parent's chain, then stores the block in the tree and
-    /// the log. The parent must be in the tree.
-    fn connect_to_tree(&mut self, block: Arc<Block>, trusted: bool) -> Result<(), BlockError> {
-        self.check_in_context(&block, trusted)?;
-        if !trusted {
-            if let Some(log) = &mut self.log {
-                log.append(&codec::encode(&*block))
+    /// Writes the blocks of the branch to `tip` that are not in the log yet, oldest
+    /// first, before they become canonical.
+    fn write_branch(&mut self, tip: &BlockHash) -> Result<(), BlockError> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
+        let (_, branch) = self.tree.branch_to(tip);
+        for hash in branch {
+            if !self.unlogged.contains(&hash) {
+                continue;
+            }
+            if let Some(entry) = self.tree.get(&hash) {
+                log.append(&codec::encode(&*entry.block))
                     .map_err(|e| BlockError::Storage(e.to_string()))?;
             }
+            self.unlogged.remove(&hash);
         }
+        Ok(())
+    }
+
+    /// Runs the rules that need the parent's chain, then stores the block in the tree, as
+    /// a side block until it joins the canonical chain (and is written to the log then).
+    /// The parent must be in the tree.
+    fn connect_to_tree(&mut self, block: Arc<Block>, trusted: bool) -> Result<(), BlockError> {
+        self.check_in_context(&block, trusted)?;
+        let hash = block.hash();
         self.tree.insert(block);
+        self.side.insert(hash);
+        if !trusted && self.log.is_some() {
+            self.unlogged.insert(hash);
+        }
         Ok(())
     }
 
@@ -470,6 +523,7 @@ impl Chain {
                 self.mempool.readd(tx.clone());
             }
             self.tree.set_best(tip.height - 1, &[]);
+            self.side.insert(tip.hash);
             change.disconnected.push(tip.block);
         }
         for hash in &branch {
@@ -482,6 +536,7 @@ impl Chain {
                 self.mempool.remove(&tx.id());
             }
             self.tree.set_best(entry.height - 1, &[entry.hash]);
+            self.side.remove(&entry.hash);
             change.connected.push(entry.block);
         }
         if !change.disconnected.is_empty() {

@@ -115,6 +115,15 @@ impl BlockTree {
         Some(self.entries.entry(hash).or_insert(entry))
     }
 
+    /// Drops a block that is not on the canonical chain (a side block out of the window);
+    /// false if it is canonical or unknown.
+    pub fn remove_side(&mut self, hash: &BlockHash) -> bool {
+        if self.is_canonical(hash) {
+            return false;
+        }
+        self.entries.remove(hash).is_some()
+    }
+
     /// Median timestamp of up to the last 11 blocks ending at `hash`.
     pub fn median_time(&self, hash: &BlockHash) -> u64 {
         let times = self

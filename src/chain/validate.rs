@@ -87,6 +87,12 @@ pub enum BlockError {
     /// More bytes than a block may hold.
     #[error("{0} bytes, over the limit of {MAX_BLOCK_BYTES}")]
     TooLarge(usize),
+    /// A gossiped side-branch block too far behind the tip to ever win.
+    #[error("side branch is too far behind the tip to win")]
+    SideBranchTooWeak,
+    /// As many side-branch blocks are held as allowed.
+    #[error("too many side-branch blocks held")]
+    SideBranchesFull,
     /// The block could not be written to the block log.
     #[error("block log: {0}")]
     Storage(String),
@@ -112,6 +118,8 @@ impl BlockError {
             BlockError::TimeTooNew { .. } => "time_too_new",
             BlockError::TooManyTxs(_) => "too_many_txs",
             BlockError::TooLarge(_) => "too_large",
+            BlockError::SideBranchTooWeak => "side_branch_too_weak",
+            BlockError::SideBranchesFull => "side_branches_full",
             BlockError::Storage(_) => "storage",
         }
     }
@@ -130,6 +138,8 @@ impl BlockError {
                 | BlockError::Storage(_)
                 | BlockError::BadProofOfWork { .. }
                 | BlockError::BodyMismatch
+                | BlockError::SideBranchTooWeak
+                | BlockError::SideBranchesFull
         )
     }
 
@@ -145,6 +155,8 @@ impl BlockError {
                 | BlockError::UnknownParent { .. }
                 | BlockError::TimeTooNew { .. }
                 | BlockError::Storage(_)
+                | BlockError::SideBranchTooWeak
+                | BlockError::SideBranchesFull
         )
     }
 }

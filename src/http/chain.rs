@@ -77,7 +77,7 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> 
         "network_id": i.network_id, "height": i.height, "tip": i.tip.to_hex(),
         // A string: JSON numbers lose precision past 2^53.
         "total_work": i.total_work.to_string(),
-        "difficulty": i.difficulty, "mempool": i.mempool, "orphans": i.orphans,
+        "difficulty": i.difficulty, "mempool": i.mempool, "orphans": i.orphans, "side_blocks": i.side_blocks,
         "mining": i.mining.to_string(), "mining_active": i.mining_active, "hashrate": i.hashrate,
         "peers": i.peers, "syncing": i.syncing, "sync_target": i.sync_target,
         "confirmations": s.confirmations,

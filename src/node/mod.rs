@@ -133,6 +133,8 @@ pub struct ChainInfo {
     pub mempool: usize,
     /// Blocks held for a missing parent.
     pub orphans: usize,
+    /// Blocks held off the canonical chain (bounded, see `chain::side`).
+    pub side_blocks: usize,
     /// The mining policy.
     pub mining: MiningPolicy,
     /// Whether the miner is working now.

@@ -11,6 +11,7 @@
 
 use super::task::NodeTask;
 use crate::chain::mempool::check_timestamp;
+use crate::chain::side::Admission;
 use crate::chain::{now_ms, Block, BlockError, BlockHash, SubmitError};
 use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
 use crate::net::{
@@ -194,7 +195,7 @@ impl NodeTask {
     fn judge_block(&mut self, source: PeerId, block: Block) -> Verdict {
         let hash = block.hash();
         let height = block.header.height;
-        match self.process_block(block) {
+        match self.process_block_as(block, Admission::Gossip) {
             Ok(_) => {
                 tracing::info!(block = %hash, height, from = %source, "accepted block");
                 Verdict::Accept
@@ -264,7 +265,7 @@ impl NodeTask {
         if self.sync.wanted.remove(&hash).is_none() {
             return; // another peer's copy came first
         }
-        match self.process_block(block) {
+        match self.process_block_as(block, Admission::Gossip) {
             Ok(_) => tracing::info!(block = %hash, from = %peer, "fetched a block by hash"),
             Err(BlockError::UnknownParent { .. }) => self.fetch_from(peer, self.locator()),
             Err(e) if e.sender_at_fault() => {
@@ -367,8 +368,14 @@ impl NodeTask {
             return;
         };
         let count = blocks.len();
+        // A branch from a peer that claims more work may climb toward our tip from
+        // outside the side-branch window; the claim is charged if it is not delivered.
+        let admission = match claims_more(self) {
+            true => Admission::Any,
+            false => Admission::Gossip,
+        };
         for block in blocks {
-            match self.process_block(block) {
+            match self.process_block_as(block, admission) {
                 Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
                 Err(BlockError::UnknownParent { .. }) => {
                     let reason = "sync blocks do not connect".to_string();

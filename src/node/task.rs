@@ -4,6 +4,7 @@
 use super::sync::SyncState;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::journal::Journal;
+use crate::chain::side::Admission;
 use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId};
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
 use crate::store::TxStatus;
@@ -207,6 +208,7 @@ impl NodeTask {
             difficulty: self.chain.params().difficulty(),
             mempool: self.chain.mempool().len(),
             orphans: self.chain.tree().orphan_count(),
+            side_blocks: self.chain.side_blocks(),
             mining: self.mining,
             mining_active: self.mining_active,
             hashrate: self.hashrate,
@@ -288,7 +290,16 @@ impl NodeTask {
 
     /// Runs a block through the chain; on a tip change updates receipts and the miner.
     pub(super) fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
-        let accepted = match self.chain.process_block(block) {
+        self.process_block_as(block, Admission::Any)
+    }
+
+    /// Like [`NodeTask::process_block`] for a block from a peer, admitted as `admission`.
+    pub(super) fn process_block_as(
+        &mut self,
+        block: Block,
+        admission: Admission,
+    ) -> Result<Accepted, BlockError> {
+        let accepted = match self.chain.process_block_as(block, admission) {
             Ok(a) => a,
             Err(e) => {
                 let reason = super::metrics::Reason { reason: e.label() };
