@@ -47,15 +47,7 @@ async fn mutated_copies_first_then_the_real_block_is_accepted_and_no_honest_peer
     for (_, copy) in mutations::mutations(&real) {
         m.publish(true, codec::encode(&copy));
     }
-    let (bn, mid) = (b.net.clone(), m.id());
-    let charged = m
-        .run_until(LIMIT, &mut answer, async move {
-            until("b bans the mutating peer", || async {
-                banned(&bn, mid).await
-            })
-            .await
-        })
-        .await;
+    let charged = m.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
     assert_eq!(info(&b).await.height, 0, "no mutated copy was taken");
     // The real block, from an honest peer, is taken everywhere.
@@ -94,12 +86,7 @@ async fn a_line_of_three_with_an_attacker_at_the_middle_still_gets_every_block()
         m.join(&b.addr, b.net.peer_id(), &mut answer).await;
         let (_, copy) = mutations::mutations(&real).swap_remove(usize::from(i) % 5);
         m.publish(true, codec::encode(&copy));
-        let (bn, mid) = (b.net.clone(), m.id());
-        let charged = m
-            .run_until(LIMIT, &mut answer, async move {
-                until("b bans the attacker", || async { banned(&bn, mid).await }).await
-            })
-            .await;
+        let charged = m.until_banned(&b.net, LIMIT, &mut answer).await;
         assert!(charged, "block {i}");
         attackers.push(m.id());
         a.handle.submit_block(real.clone()).await.unwrap().unwrap();
@@ -214,29 +201,13 @@ async fn an_invalid_block_whose_body_matches_is_remembered_and_each_sending_char
     let bad = block_on(&params.genesis().header, vec![forged], 0);
     let child = block_on(&bad.header, vec![], 0);
     m.publish(true, codec::encode(&bad));
-    let (bn, mid) = (b.net.clone(), m.id());
-    let charged = m
-        .run_until(LIMIT, &mut answer, async move {
-            until("b bans the sender of the invalid block", || async {
-                banned(&bn, mid).await
-            })
-            .await
-        })
-        .await;
+    let charged = m.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
     // Its descendant is refused as well, from whoever sends it.
     let mut m2 = Hostile::new(&Names::new(&params.network_id()));
     m2.join(&b.addr, b.net.peer_id(), &mut answer).await;
     m2.publish(true, codec::encode(&child));
-    let (bn, mid) = (b.net.clone(), m2.id());
-    let charged = m2
-        .run_until(LIMIT, &mut answer, async move {
-            until("b bans the sender of its child", || async {
-                banned(&bn, mid).await
-            })
-            .await
-        })
-        .await;
+    let charged = m2.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
     let i = info(&b).await;
     assert_eq!((i.height, i.orphans), (0, 0));

@@ -138,7 +138,11 @@ pub enum SyncResponse {
 #[derive(Clone, Debug, Default)]
 pub struct SyncCodec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
+/// Reads one length-prefixed frame, refusing a length over `limit` before reading it.
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
@@ -153,7 +157,8 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+/// Writes one length-prefixed frame and closes the stream.
+pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
     io.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
     io.write_all(bytes).await?;
     io.close().await

@@ -4,9 +4,10 @@
 //! be a valid message, the wrong kind of message, undecodable bytes, or nothing at all.
 #![allow(dead_code)]
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, StreamExt};
 use kvchain::chain::Params;
 use kvchain::codec;
+use kvchain::net::protocol::{read_frame, write_frame, MAX_REQUEST_BYTES};
 use kvchain::net::{ChainStatus, Names, NetClient, SyncRequest, SyncResponse};
 use libp2p::core::{transport::MemoryTransport, upgrade::Version};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -41,11 +42,9 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<SyncRequest> {
-        let mut len = [0u8; 4];
-        io.read_exact(&mut len).await?;
-        let mut buf = vec![0u8; u32::from_le_bytes(len).min(1 << 20) as usize];
-        io.read_exact(&mut buf).await?;
-        codec::decode(&buf, 1 << 20).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let buf = read_frame(io, MAX_REQUEST_BYTES).await?;
+        codec::decode(&buf, MAX_REQUEST_BYTES)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -64,10 +63,7 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         req: SyncRequest,
     ) -> io::Result<()> {
-        let bytes = codec::encode(&req);
-        io.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
-        io.write_all(&bytes).await?;
-        io.close().await
+        write_frame(io, &codec::encode(&req)).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -76,9 +72,7 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         res: Raw,
     ) -> io::Result<()> {
-        io.write_all(&(res.0.len() as u32).to_le_bytes()).await?;
-        io.write_all(&res.0).await?;
-        io.close().await
+        write_frame(io, &res.0).await
     }
 }
 
@@ -195,8 +189,8 @@ impl Hostile {
             .is_ok()
     }
 
-    /// Runs the swarm, answering sync requests with `answer`, until `done` says so or
-    /// `limit` passes; `None` on timeout.
+    /// Runs the swarm, answering sync requests with `answer`, until `done` says so of an
+    /// event or `limit` passes; `None` on timeout.
     pub async fn drive(
         &mut self,
         limit: Duration,
@@ -208,27 +202,39 @@ impl Hostile {
             let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
                 .await
                 .ok()?;
-            match event {
-                SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
-                    request_response::Event::Message {
-                        message:
-                            request_response::Message::Request {
-                                request, channel, ..
-                            },
-                        ..
-                    },
-                )) => match answer(&request) {
+            if let Some(other) = self.answer_requests(event, answer) {
+                if done(&other) {
+                    return Some(());
+                }
+            }
+        }
+    }
+
+    /// Answers a sync request event with `answer`; hands back any other event.
+    fn answer_requests(
+        &mut self,
+        event: SwarmEvent<HostileBehaviourEvent>,
+        answer: &mut impl FnMut(&SyncRequest) -> Answer,
+    ) -> Option<SwarmEvent<HostileBehaviourEvent>> {
+        match event {
+            SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                },
+            )) => {
+                match answer(&request) {
                     Answer::Send(raw) => {
                         let _ = self.swarm.behaviour_mut().sync.send_response(channel, raw);
                     }
                     Answer::Stall => self.stalled.push(channel),
-                },
-                other => {
-                    if done(&other) {
-                        return Some(());
-                    }
                 }
+                None
             }
+            other => Some(other),
         }
     }
 
@@ -248,23 +254,27 @@ impl Hostile {
                 _ = &mut cond => return true,
                 _ = &mut deadline => return false,
                 event = self.swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
-                        request_response::Event::Message {
-                            message: request_response::Message::Request { request, channel, .. },
-                            ..
-                        },
-                    )) = event
-                    {
-                        match answer(&request) {
-                            Answer::Send(raw) => {
-                                let _ = self.swarm.behaviour_mut().sync.send_response(channel, raw);
-                            }
-                            Answer::Stall => self.stalled.push(channel),
-                        }
-                    }
+                    self.answer_requests(event, answer);
                 }
             }
         }
+    }
+
+    /// Runs the swarm, answering requests, until `node` has banned this peer; false if it
+    /// did not within `limit`.
+    pub async fn until_banned(
+        &mut self,
+        node: &NetClient,
+        limit: Duration,
+        answer: &mut impl FnMut(&SyncRequest) -> Answer,
+    ) -> bool {
+        let (node, me) = (node.clone(), self.id());
+        let check = async move {
+            while !banned(&node, me).await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        self.run_until(limit, answer, check).await
     }
 
     /// Runs the swarm for `time`, answering requests.
