@@ -1,6 +1,6 @@
 //! kvchain: a decentralized, tamper-evident key-value store on a proof-of-work blockchain.
 //!
-//! The crate has three parts (see `DESIGN.md`): [`store`] is the user-facing API,
+//! The crate has three parts (see the README): [`store`] is the user-facing API,
 //! [`chain`] holds the blockchain and the key-value index folded from it, and
 //! [`node`] runs the task that owns the chain state and drives the miner.
 

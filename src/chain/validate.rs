@@ -1,4 +1,5 @@
-//! The block rules of DESIGN.md, each with its own error; the checks that need no chain.
+//! The block rules (the README's chain section), each with its own error; the checks that
+//! need no chain; and who is to blame for each rejection.
 
 use super::block::{Block, BLOCK_VERSION};
 use super::crypto::{BlockHash, TxId};
