@@ -254,3 +254,41 @@ async fn a_block_asked_for_by_hash_is_checked_like_any_other() {
     }
     assert_eq!(info(&b).await.tip, real.hash());
 }
+
+/// A peer claiming exactly our work on a tip nobody has: it is asked for its branch,
+/// charged when it has none, and never keeps an auto-mining node mining empty blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_tie_is_charged_and_does_not_keep_the_node_mining() {
+    let params = params();
+    let node = spawn(&params, MiningPolicy::Auto, vec![]).await;
+    let work = info(&node).await.total_work;
+    let genesis = params.genesis_hash();
+    let mut answer = move |r: &SyncRequest| match r {
+        SyncRequest::Status => Answer::Send(Raw::of(&SyncResponse::Status(ChainStatus {
+            genesis,
+            tip: BlockHash::digest(b"a made-up tip of equal work"),
+            height: 0,
+            total_work: work.to_be_bytes(),
+        }))),
+        SyncRequest::Blocks { .. } => Answer::Send(Raw::of(&SyncResponse::Blocks(vec![]))),
+        SyncRequest::Block(_) => Answer::Send(Raw::of(&SyncResponse::Block(None))),
+    };
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let (nn, mid) = (node.net.clone(), m.id());
+    let charged = m
+        .run_until(LIMIT, &mut answer, async move {
+            until("the liar is charged", || async {
+                points(&nn, mid).await > 0
+            })
+            .await
+        })
+        .await;
+    assert!(charged);
+    let i = info(&node).await;
+    assert_eq!(
+        (i.height, i.mining_active),
+        (0, false),
+        "the made-up tie was mined"
+    );
+}

@@ -75,12 +75,19 @@ impl SyncState {
     }
 
     /// Whether a peer last reported a different tip with exactly our work: a tie that
-    /// first-seen fork choice never breaks by itself, only a new block does.
-    pub(super) fn tied_with(&self, tip: BlockHash, work: u128) -> bool {
+    /// first-seen fork choice never breaks by itself, only a new block does. Only a tip we
+    /// hold counts (a real tie is a block we fetch from the peer, see `is_ahead`), so a
+    /// peer cannot keep us mining empty blocks by claiming a made-up tip of equal work.
+    pub(super) fn tied_with(
+        &self,
+        tip: BlockHash,
+        work: u128,
+        known: impl Fn(&BlockHash) -> bool,
+    ) -> bool {
         self.peers
             .values()
             .filter_map(|p| p.status.as_ref())
-            .any(|s| s.work() == work && s.tip != tip)
+            .any(|s| s.work() == work && s.tip != tip && known(&s.tip))
     }
 }
 
@@ -305,7 +312,7 @@ impl NodeTask {
             self.penalize(peer, Offence::Invalid, "status from another network".into());
             return;
         }
-        let ahead = status.work() > self.chain.total_work();
+        let ahead = self.is_ahead(&status);
         // Only connected peers are tracked: a late answer from one that left is dropped.
         let Some(state) = self.sync.peers.get_mut(&peer) else {
             return;
@@ -316,6 +323,17 @@ impl NodeTask {
         }
         // A tie with this peer may have started or ended: the miner may have to break it.
         self.refresh_work();
+    }
+
+    /// Whether a peer's chain is one we must fetch: more work than ours, or as much work
+    /// on a tip we do not hold (a tie, which only a next block on one side breaks; to
+    /// break it, we need the other tip).
+    fn is_ahead(&self, status: &ChainStatus) -> bool {
+        let ours = self.chain.total_work();
+        status.work() > ours
+            || (status.work() == ours
+                && status.tip != self.chain.tip_hash()
+                && self.chain.block(&status.tip).is_none())
     }
 
     /// Asks `peer` for blocks after `locator`, unless a fetch from it is under way.
@@ -352,11 +370,11 @@ impl NodeTask {
                 .peers
                 .get(&peer)
                 .and_then(|p| p.status.as_ref())
-                .is_some_and(|s| s.work() > node.chain.total_work())
+                .is_some_and(|s| node.is_ahead(s))
         };
         let Some(last) = blocks.last().map(|b| b.hash()) else {
-            // Nothing after our locator, yet it claimed more work than we have: a chain
-            // with more work than ours always has blocks after our locator (it ends in
+            // Nothing after our locator, yet it claimed more work than we have (or as much
+            // on a tip we lack): such a chain always has blocks after our locator (it ends in
             // genesis). Stop believing the claim until it reports again.
             if claims_more(self) {
                 if let Some(p) = self.sync.peers.get_mut(&peer) {

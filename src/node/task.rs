@@ -384,7 +384,9 @@ impl NodeTask {
                     || !self.receipts.is_empty()
                     || self
                         .sync
-                        .tied_with(self.chain.tip_hash(), self.chain.total_work())
+                        .tied_with(self.chain.tip_hash(), self.chain.total_work(), |h| {
+                            self.chain.block(h).is_some()
+                        })
             }
         };
         self.mining_active = active;
