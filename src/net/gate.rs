@@ -48,7 +48,10 @@ pub struct Gate {
     limit_loopback: bool,
     /// Inbound connections (pending or established) by id, with their address.
     inbound: HashMap<ConnectionId, IpAddr>,
-    /// Addresses of each peer's established connections.
+    /// Addresses of each peer's established connections: noted when the swarm reports a
+    /// connection established, not when the gate accepts one, because a behaviour beside
+    /// the gate (the connection limits) may still deny it, and a denied connection is
+    /// never reported closed.
     peer_ips: HashMap<PeerId, HashMap<ConnectionId, IpAddr>>,
     close: VecDeque<PeerId>,
     waker: Option<Waker>,
@@ -154,13 +157,12 @@ impl NetworkBehaviour for Gate {
 
     fn handle_established_inbound_connection(
         &mut self,
-        id: ConnectionId,
+        _id: ConnectionId,
         peer: PeerId,
         _local: &Multiaddr,
-        remote: &Multiaddr,
+        _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.check_peer(&peer)?;
-        self.note_established(peer, id, remote);
         Ok(dummy::ConnectionHandler)
     }
 
@@ -179,19 +181,21 @@ impl NetworkBehaviour for Gate {
 
     fn handle_established_outbound_connection(
         &mut self,
-        id: ConnectionId,
+        _id: ConnectionId,
         peer: PeerId,
-        addr: &Multiaddr,
+        _addr: &Multiaddr,
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.check_peer(&peer)?;
-        self.note_established(peer, id, addr);
         Ok(dummy::ConnectionHandler)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
+            FromSwarm::ConnectionEstablished(c) => {
+                self.note_established(c.peer_id, c.connection_id, c.endpoint.get_remote_address());
+            }
             FromSwarm::ListenFailure(f) => {
                 self.inbound.remove(&f.connection_id);
             }
@@ -226,5 +230,124 @@ impl NetworkBehaviour for Gate {
         }
         self.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::core::ConnectedPoint;
+    use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished, ListenFailure};
+    use libp2p::swarm::{DialError, DialFailure, ListenError};
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    fn denied() -> ConnectionDenied {
+        ConnectionDenied::new(std::io::Error::other("over the connection limits"))
+    }
+
+    #[test]
+    fn connections_another_behaviour_denies_are_not_remembered() {
+        let mut gate = Gate::new(Duration::from_secs(60), 8, false);
+        let (local, remote) = (
+            addr("/ip4/10.0.0.1/tcp/4001"),
+            addr("/ip4/192.0.2.7/tcp/5555"),
+        );
+        let peer = PeerId::random();
+        // Inbound: the gate lets it through both stages, then the connection limits beside
+        // it deny it, so the swarm reports a listen failure and never a close.
+        let id = ConnectionId::new_unchecked(1);
+        gate.handle_pending_inbound_connection(id, &local, &remote)
+            .unwrap();
+        gate.handle_established_inbound_connection(id, peer, &local, &remote)
+            .unwrap();
+        let error = ListenError::Denied { cause: denied() };
+        gate.on_swarm_event(FromSwarm::ListenFailure(ListenFailure {
+            local_addr: &local,
+            send_back_addr: &remote,
+            error: &error,
+            connection_id: id,
+            peer_id: Some(peer),
+        }));
+        // Outbound, the same: a dial failure and never a close.
+        let out = ConnectionId::new_unchecked(2);
+        let dialed = addr("/ip4/198.51.100.9/tcp/4001");
+        gate.handle_pending_outbound_connection(out, Some(peer), &[], Endpoint::Dialer)
+            .unwrap();
+        gate.handle_established_outbound_connection(
+            out,
+            peer,
+            &dialed,
+            Endpoint::Dialer,
+            PortUse::New,
+        )
+        .unwrap();
+        let error = DialError::Denied { cause: denied() };
+        gate.on_swarm_event(FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(peer),
+            error: &error,
+            connection_id: out,
+        }));
+        assert!(gate.inbound.is_empty(), "{:?}", gate.inbound);
+        assert!(gate.peer_ips.is_empty(), "{:?}", gate.peer_ips);
+        // Banned later, it is banned by id: not from addresses it was never let in from.
+        let ban = gate.penalize(peer, Offence::Invalid, "bad block").unwrap();
+        assert!(ban.ips.is_empty(), "{:?}", ban.ips);
+    }
+
+    #[test]
+    fn a_ban_covers_the_addresses_of_open_connections_only() {
+        let mut gate = Gate::new(Duration::from_secs(60), 8, false);
+        let local = addr("/ip4/10.0.0.1/tcp/4001");
+        let (first, second) = (addr("/ip4/192.0.2.7/tcp/1"), addr("/ip4/203.0.113.5/tcp/2"));
+        let peer = PeerId::random();
+        for (n, remote) in [(1, &first), (2, &second)] {
+            let id = ConnectionId::new_unchecked(n);
+            let endpoint = ConnectedPoint::Listener {
+                local_addr: local.clone(),
+                send_back_addr: remote.clone(),
+            };
+            gate.handle_pending_inbound_connection(id, &local, remote)
+                .unwrap();
+            gate.handle_established_inbound_connection(id, peer, &local, remote)
+                .unwrap();
+            gate.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: peer,
+                connection_id: id,
+                endpoint: &endpoint,
+                failed_addresses: &[],
+                other_established: n - 1,
+            }));
+        }
+        // The first connection closes; the second is open when the peer is banned.
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: local.clone(),
+            send_back_addr: first.clone(),
+        };
+        gate.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(1),
+            endpoint: &endpoint,
+            cause: None,
+            remaining_established: 1,
+        }));
+        let ban = gate.penalize(peer, Offence::Invalid, "bad block").unwrap();
+        assert_eq!(ban.ips, vec![ip_of(&second).unwrap()]);
+        assert!(gate
+            .book
+            .is_ip_banned(&ip_of(&second).unwrap(), Instant::now()));
+        assert!(!gate
+            .book
+            .is_ip_banned(&ip_of(&first).unwrap(), Instant::now()));
+        // The ban refuses the address at once, whoever dials from it.
+        let again = ConnectionId::new_unchecked(3);
+        assert!(gate
+            .handle_pending_inbound_connection(again, &local, &second)
+            .is_err());
+        assert!(gate
+            .handle_pending_inbound_connection(again, &local, &first)
+            .is_ok());
     }
 }
