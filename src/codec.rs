@@ -46,6 +46,39 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Code
     serde_cbor::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 
+/// Decodes a sequence of at most `max` items, refusing the next one as it goes and
+/// reserving little up front: a declared length is a claim, not an allocation.
+pub fn bounded_seq<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct V<T> {
+        max: usize,
+        item: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "at most {} items", self.max)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(64));
+            while let Some(item) = seq.next_element()? {
+                if out.len() == self.max {
+                    return Err(serde::de::Error::invalid_length(self.max + 1, &self));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V {
+        max,
+        item: std::marker::PhantomData,
+    })
+}
+
 /// Serde helpers for `[u8; N]` as a CBOR byte string of exactly N bytes.
 pub mod fixed {
     use serde::de::{Error, Visitor};

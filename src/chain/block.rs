@@ -106,24 +106,7 @@ pub struct Block {
 /// within the byte limit can hold many more tiny txs, and growing a `Vec<Tx>` for them
 /// would allocate past the message limit before any block rule could refuse it.
 fn bounded_txs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Tx>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Vec<Tx>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            write!(f, "at most {MAX_BLOCK_TXS} transactions")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Tx>, A::Error> {
-            let mut txs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
-            while let Some(tx) = seq.next_element()? {
-                if txs.len() == MAX_BLOCK_TXS {
-                    return Err(serde::de::Error::invalid_length(MAX_BLOCK_TXS + 1, &self));
-                }
-                txs.push(tx);
-            }
-            Ok(txs)
-        }
-    }
-    d.deserialize_seq(V)
+    crate::codec::bounded_seq(d, MAX_BLOCK_TXS)
 }
 
 impl Block {

@@ -101,6 +101,7 @@ pub enum SyncRequest {
     /// "Send canonical blocks after the first of these hashes you have on your chain."
     Blocks {
         /// Block locator: newest first, exponentially spaced back to genesis.
+        #[serde(deserialize_with = "bounded_locator")]
         locator: Vec<BlockHash>,
         /// Most blocks wanted (capped at [`MAX_SYNC_BLOCKS`]).
         max: u32,
@@ -129,9 +130,19 @@ pub enum SyncResponse {
     Status(ChainStatus),
     /// Consecutive canonical blocks, oldest first; empty when there is nothing after the
     /// locator.
-    Blocks(Vec<Block>),
+    Blocks(#[serde(deserialize_with = "bounded_blocks")] Vec<Block>),
     /// The block asked for by hash, or `None` if the responder does not have it.
     Block(Option<Block>),
+}
+
+/// A locator of at most [`MAX_LOCATOR`] hashes (an honest node never sends more).
+fn bounded_locator<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<BlockHash>, D::Error> {
+    codec::bounded_seq(d, MAX_LOCATOR)
+}
+
+/// A batch of at most [`MAX_SYNC_BLOCKS`] blocks, refused while decoding past that.
+fn bounded_blocks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Block>, D::Error> {
+    codec::bounded_seq(d, MAX_SYNC_BLOCKS as usize)
 }
 
 /// Length-prefixed CBOR over a libp2p stream, with the limits checked before decoding.
@@ -152,8 +163,15 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(
             format!("message of {len} bytes over the limit of {limit}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // Grow with what arrives: a length prefix is a claim, not a reason to reserve it.
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut at {} of {len} bytes", buf.len()),
+        ));
+    }
     Ok(buf)
 }
 
