@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod crypto;
+pub mod errors;
 pub mod index;
 pub mod journal;
 pub mod log;

@@ -4,14 +4,15 @@
 
 use super::block::{merkle_root, Block, Header, BLOCK_VERSION};
 use super::crypto::{self, BlockHash, TxId};
+pub use super::errors::{OpenError, SubmitError};
 use super::index::Index;
 use super::log::{FrameLog, Recovery};
-use super::mempool::{Mempool, MempoolError, MempoolLimits};
+use super::mempool::{Mempool, MempoolLimits};
 use super::now_ms;
 use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use super::side::{self, Admission};
 use super::tree::{BlockTree, Entry};
-use super::tx::{Tx, TxError};
+use super::tx::Tx;
 use super::validate::{check_standalone, BlockError};
 use crate::codec::{self, MAX_MESSAGE_BYTES};
 use serde::{Deserialize, Serialize};
@@ -22,55 +23,6 @@ use std::sync::{Arc, RwLock};
 /// File name of the block log inside a data dir.
 pub const BLOCK_LOG: &str = "blocks.log";
 const LOG_MAGIC: &str = "kvchain-blocks-v1";
-
-/// Why a tx was not taken into the mempool.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// The tx breaks a stateless rule (limits, signature).
-    #[error("invalid transaction: {0}")]
-    Invalid(#[from] TxError),
-    /// The tx is already in the canonical chain.
-    #[error("transaction is already in the chain at height {0}")]
-    AlreadyInChain(u64),
-    /// The mempool has no room.
-    #[error(transparent)]
-    Mempool(#[from] MempoolError),
-}
-
-impl SubmitError {
-    /// A short machine name for the error, for metrics and API error codes.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SubmitError::Invalid(TxError::BadSignature) => "bad_signature",
-            SubmitError::Invalid(_) => "invalid",
-            SubmitError::AlreadyInChain(_) => "already_in_chain",
-            SubmitError::Mempool(MempoolError::Full(_)) => "mempool_full",
-            SubmitError::Mempool(MempoolError::AuthorQuota(_)) => "author_quota",
-            SubmitError::Mempool(MempoolError::TooNew(_) | MempoolError::TooOld(_)) => "clock",
-        }
-    }
-}
-
-/// Why a chain could not be opened from its data dir.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// Reading or writing the block log failed.
-    #[error("block log {path}: {source}")]
-    Io {
-        /// The log file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The log was written by a node of another network.
-    #[error("block log belongs to another network (genesis {found}, expected {expected}); use another data dir")]
-    WrongNetwork {
-        /// Genesis hash in the log.
-        found: String,
-        /// Genesis hash of these parameters.
-        expected: String,
-    },
-}
 
 /// First frame of a block log: which network the blocks belong to.
 #[derive(Serialize, Deserialize)]
