@@ -42,6 +42,8 @@ pub enum ConsoleCommand {
     Del(String),
     /// `status`
     Status,
+    /// `digest`
+    Digest,
     /// `peers`
     Peers,
     /// `chain [n]`
@@ -68,7 +70,8 @@ put <key> <value>     write a value (quote values with spaces: put k \"a b\")
 get <key>             the latest value
 history <key>         every version, oldest first
 del <key>             delete a key (a tombstone in its history)
-status                height, tip, difficulty, peers, mempool, mining, sync
+status                height, tip, difficulty, peers, mempool, mining, sync, digest
+digest                hash of the whole index: equal on nodes that agree
 peers                 connected peers (with penalty points) and bans in force
 unban <peer id>       lift a ban before it runs out
 chain [n]             the last n blocks (default 10)
@@ -145,6 +148,7 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, String> {
         "history" => arity(1, "history <key>").map(|_| ConsoleCommand::History(args[0].clone()))?,
         "del" | "delete" => arity(1, "del <key>").map(|_| ConsoleCommand::Del(args[0].clone()))?,
         "status" => arity(0, "status").map(|_| ConsoleCommand::Status)?,
+        "digest" => arity(0, "digest").map(|_| ConsoleCommand::Digest)?,
         "peers" => arity(0, "peers").map(|_| ConsoleCommand::Peers)?,
         "chain" => match args {
             [] => ConsoleCommand::Chain(10),
@@ -307,6 +311,11 @@ impl Console {
                     i.mining, i.hashrate
                 ));
                 say(format!("syncing: {}", if i.syncing { "yes" } else { "no" }));
+                say(format!("digest: {}", store.digest()));
+            }
+            ConsoleCommand::Digest => {
+                let height = self.node.info().await.ok_or("node stopped")?.height;
+                say(format!("digest {} at height {height}", store.digest()));
             }
             ConsoleCommand::Peers => {
                 let net = self.net.as_ref().ok_or("no network")?;

@@ -5,9 +5,9 @@
 //! the shared index (a read lock held only while the lookup runs), so they never wait on
 //! mining, the disk or the network.
 
-use crate::chain::{now_ms, Index, Keypair, Op, Tx, TxError, TxId, Version};
+use crate::chain::{now_ms, Hash, Index, Keypair, Op, Tx, TxError, TxId, Version};
 use crate::node::Command;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -130,6 +130,8 @@ pub struct Store {
     commands: mpsc::Sender<Command>,
     index: Arc<RwLock<Index>>,
     keypair: Arc<Keypair>,
+    /// The last digest, with the index generation it was computed at.
+    digest: Arc<Mutex<Option<(u64, Hash)>>>,
 }
 
 impl Store {
@@ -142,6 +144,7 @@ impl Store {
             commands,
             index,
             keypair,
+            digest: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -190,6 +193,21 @@ impl Store {
     pub fn retrieve_all(&self, key: &str) -> Vec<Version> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         index.history(key).to_vec()
+    }
+
+    /// The digest of the whole index (see [`Index::digest`]): equal on two nodes exactly
+    /// when they hold the same versions of every key. Computed once per index change.
+    pub fn digest(&self) -> Hash {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        match *cache {
+            Some((generation, digest)) if generation == index.generation() => digest,
+            _ => {
+                let digest = index.digest();
+                *cache = Some((index.generation(), digest));
+                digest
+            }
+        }
     }
 
     /// The public key that signs this store's writes.

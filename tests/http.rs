@@ -68,6 +68,17 @@ async fn values_round_trip_including_binary_ones() {
     );
     let raw = call("GET", format!("{}/kvs/bin", n.url), vec![], false).await;
     assert_eq!((raw.status, &raw.body), (200, &binary));
+    // The digest endpoint and the status field agree with the store.
+    let want = n.node.store().digest().to_hex();
+    let digest = call("GET", format!("{}/digest", n.url), vec![], false)
+        .await
+        .json();
+    let status = call("GET", format!("{}/status", n.url), vec![], false)
+        .await
+        .json();
+    assert_eq!(digest["digest"].as_str(), Some(want.as_str()));
+    assert_eq!(status["digest"].as_str(), Some(want.as_str()));
+    assert_ne!(want, kvchain::chain::Index::new().digest().to_hex());
     assert_eq!(raw.header("content-type"), Some("application/octet-stream"));
     assert_eq!(raw.header("x-kvchain-tx"), answer["tx"].as_str());
     assert_eq!(

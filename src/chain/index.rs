@@ -2,8 +2,9 @@
 //! unfolded block by block on a reorg.
 
 use super::block::Block;
-use super::crypto::{AuthorKey, TxId};
+use super::crypto::{AuthorKey, Hash, TxId};
 use super::tx::Op;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,11 +24,22 @@ pub struct Version {
 }
 
 /// Per key, every version in chain order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Index {
     keys: HashMap<String, Vec<Version>>,
     versions: usize,
+    /// Bumped by every change, so a digest can be cached until the next one.
+    generation: u64,
 }
+
+/// Two indexes are equal when they hold the same versions, however they got there.
+impl PartialEq for Index {
+    fn eq(&self, other: &Index) -> bool {
+        self.keys == other.keys
+    }
+}
+
+impl Eq for Index {}
 
 impl Index {
     /// An empty index.
@@ -68,6 +80,7 @@ impl Index {
             }
             self.versions += 1;
         }
+        self.generation += 1;
     }
 
     /// Removes the writes of `block`, which must be the last block applied.
@@ -83,6 +96,34 @@ impl Index {
                 }
             }
         }
+        self.generation += 1;
+    }
+
+    /// A counter that changes whenever the index does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// SHA-256 of the whole index: every key in byte order, each with its versions in chain
+    /// order (height, tx id, whether it is a delete). The tx id commits to the author and
+    /// the value, so two nodes with equal digests hold the same versions of every key.
+    pub fn digest(&self) -> Hash {
+        let mut keys: Vec<&String> = self.keys.keys().collect();
+        keys.sort_unstable();
+        let mut h = Sha256::new();
+        h.update(b"kvchain/index/v1\0");
+        for key in keys {
+            let versions = &self.keys[key];
+            h.update((key.len() as u32).to_le_bytes());
+            h.update(key.as_bytes());
+            h.update((versions.len() as u64).to_le_bytes());
+            for v in versions {
+                h.update(v.height.to_le_bytes());
+                h.update(v.tx_id.0);
+                h.update([u8::from(v.value.is_none())]);
+            }
+        }
+        Hash(h.finalize().into())
     }
 
     /// The newest version of `key`, tombstone included.
@@ -103,5 +144,64 @@ impl Index {
     /// Number of versions across all keys.
     pub fn version_count(&self) -> usize {
         self.versions
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+    use crate::chain::{block::merkle_root, Header, Keypair, Tx};
+
+    fn block(height: u64, txs: Vec<Tx>) -> Block {
+        let header = Header {
+            version: 1,
+            height,
+            prev: Hash::default(),
+            merkle: merkle_root(&txs),
+            time: 0,
+            bits: 0,
+            nonce: 0,
+        };
+        Block { header, txs }
+    }
+
+    fn put(k: &str, v: &str, n: u64) -> Tx {
+        let op = Op::Put {
+            key: k.into(),
+            value: v.as_bytes().to_vec(),
+        };
+        Tx::new(&Keypair::from_seed([1; 32]), op, n, 0).unwrap()
+    }
+
+    #[test]
+    fn the_digest_follows_every_version_and_nothing_else() {
+        let a = block(1, vec![put("x", "1", 0), put("y", "1", 1)]);
+        let b = block(2, vec![put("x", "2", 2)]);
+        let mut index = Index::fold([&a]);
+        let one = index.digest();
+        let generation = index.generation();
+        index.apply(&b);
+        assert_ne!(index.digest(), one);
+        assert_ne!(index.generation(), generation);
+        index.undo(&b);
+        assert_eq!(index.digest(), one, "undo restores the digest");
+        // Writes to different keys in another order: the same histories, the same digest.
+        let swapped = block(1, vec![put("y", "1", 1), put("x", "1", 0)]);
+        assert_eq!(Index::fold([&swapped]).digest(), one);
+        // One key's versions in another order: another history, another digest.
+        let mut reordered = Index::fold([&block(1, vec![put("x", "2", 2)])]);
+        reordered.apply(&block(2, vec![put("x", "1", 0), put("y", "1", 1)]));
+        assert_ne!(reordered.digest(), index.digest());
+        // A delete differs from a put, even at the same height.
+        let del = Tx::new(
+            &Keypair::from_seed([1; 32]),
+            Op::Delete { key: "x".into() },
+            3,
+            0,
+        )
+        .unwrap();
+        let mut other = Index::fold([&a]);
+        other.apply(&block(2, vec![del]));
+        assert_ne!(other.digest(), index.digest());
     }
 }

@@ -80,8 +80,15 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> 
         "difficulty": i.difficulty, "mempool": i.mempool, "orphans": i.orphans, "side_blocks": i.side_blocks,
         "mining": i.mining.to_string(), "mining_active": i.mining_active, "hashrate": i.hashrate,
         "peers": i.peers, "syncing": i.syncing, "sync_target": i.sync_target,
-        "confirmations": s.confirmations,
+        "confirmations": s.confirmations, "digest": s.node.store().digest().to_hex(),
     })))
+}
+
+/// `GET /digest`: the hash of the whole index, to compare nodes in one line.
+pub async fn digest(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let digest = s.node.store().digest();
+    let height = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
+    Ok(Json(json!({ "digest": digest.to_hex(), "height": height })))
 }
 
 /// A peer as JSON.

@@ -89,6 +89,7 @@ pub fn router(state: ApiState, max_watchers: usize) -> Router {
         .route("/tx/{id}", get(chain::tx))
         .route("/blocks/{id}", get(chain::block))
         .route("/status", get(chain::status))
+        .route("/digest", get(chain::digest))
         .route("/peers", get(chain::peers))
         .route("/metrics", get(chain::metrics))
         .route("/watch", get(watch::watch))
