@@ -9,7 +9,7 @@ use crate::chain::{now_ms, Hash, Index, Keypair, Op, Tx, TxError, TxId, Version}
 use crate::node::Command;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What has become of a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +148,8 @@ impl Store {
         }
     }
 
-    /// Writes `value` under `key`; returns at once with the receipt.
+    /// Writes `value` under `key`; returns with the receipt once the node has journaled
+    /// the write on disk (its status says if the node refused it).
     pub async fn put(
         &self,
         key: impl Into<String>,
@@ -161,7 +162,8 @@ impl Store {
         .await
     }
 
-    /// Deletes `key` (a tombstone in its history); returns at once with the receipt.
+    /// Deletes `key` (a tombstone in its history); returns with the receipt once the node
+    /// has journaled it.
     pub async fn delete(&self, key: impl Into<String>) -> Result<Receipt, StoreError> {
         self.write(Op::Delete { key: key.into() }).await
     }
@@ -172,13 +174,18 @@ impl Store {
         let tx = Tx::new(&self.keypair, op, nonce, now_ms())?;
         let (status_tx, status_rx) = watch::channel(TxStatus::Pending);
         let receipt = Receipt::new(tx.id(), status_rx);
+        let (taken, was_taken) = oneshot::channel();
         self.commands
             .send(Command::Submit {
                 tx,
                 status: status_tx,
+                taken,
             })
             .await
             .map_err(|_| StoreError::NodeStopped)?;
+        // Answer only once the node has the write on disk (or refused it): a receipt, an
+        // HTTP 202 or a console `pending` must survive a crash right after it.
+        was_taken.await.map_err(|_| StoreError::NodeStopped)?;
         Ok(receipt)
     }
 

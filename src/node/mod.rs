@@ -167,6 +167,9 @@ pub enum Command {
         tx: Tx,
         /// Where to report its status.
         status: watch::Sender<TxStatus>,
+        /// Answered once the write is journaled on disk and taken (or refused, which its
+        /// status then says): only then may a caller be told it was accepted.
+        taken: oneshot::Sender<()>,
     },
     /// A tx from outside the store (a tool or a test).
     PeerTx {

@@ -152,7 +152,10 @@ impl NodeTask {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit { tx, status } => self.submit_own(tx, status),
+            Command::Submit { tx, status, taken } => {
+                self.submit_own(tx, status);
+                let _ = taken.send(());
+            }
             Command::PeerTx { tx, reply } => {
                 let _ = reply.send(self.accept_tx(tx));
             }
@@ -218,6 +221,8 @@ impl NodeTask {
         }
     }
 
+    /// Journals an own write (on disk before this returns) and takes it into the mempool;
+    /// a refusal is reported through its status.
     fn submit_own(&mut self, tx: Tx, status: watch::Sender<TxStatus>) {
         let id = tx.id();
         if let Some(journal) = &mut self.journal {
