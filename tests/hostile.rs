@@ -9,33 +9,12 @@ mod hostile_peer;
 mod swarm_net;
 
 use hostile_peer::*;
-use kvchain::chain::{block::merkle_root, Block, Header, Keypair, Op, Params, Signature, Tx};
+use kvchain::chain::{Keypair, Op, Params, Signature, Tx};
 use kvchain::codec;
 use kvchain::net::Names;
 use kvchain::node::MiningPolicy;
 use libp2p::swarm::SwarmEvent;
 use swarm_net::*;
-
-/// A block on genesis whose hash misses the difficulty.
-fn bad_pow_block(params: &Params, salt: u64) -> Block {
-    let genesis = params.genesis().header;
-    let mut header = Header {
-        version: 1,
-        height: 1,
-        prev: genesis.hash(),
-        merkle: merkle_root(&[]),
-        time: genesis.time + 1_000 + salt,
-        bits: params.difficulty(),
-        nonce: salt,
-    };
-    while kvchain::chain::pow::meets(&header.hash(), header.bits) {
-        header.nonce += 1;
-    }
-    Block {
-        header,
-        txs: vec![],
-    }
-}
 
 /// A write whose signature does not match.
 fn bad_sig_tx(salt: u64) -> Tx {

@@ -27,7 +27,7 @@ mod tcp_net;
 use common::params;
 use futures::StreamExt;
 use hostile_peer::*;
-use kvchain::chain::{block::merkle_root, pow, Block, Header, Params};
+use kvchain::chain::Params;
 use kvchain::codec;
 use kvchain::net::{Limits, Names, SyncRequest, TransportKind};
 use kvchain::node::MiningPolicy;
@@ -54,27 +54,6 @@ fn with_limits(limits: Limits) -> Tuning {
 /// The peers `node` is connected to.
 async fn peer_ids(node: &TestNode) -> Vec<PeerId> {
     node.net.peers().await.iter().map(|p| p.id).collect()
-}
-
-/// A block on genesis whose hash misses the difficulty: `Invalid`, so it bans at once.
-fn bad_pow_block(params: &Params, salt: u64) -> Block {
-    let genesis = params.genesis().header;
-    let mut header = Header {
-        version: 1,
-        height: 1,
-        prev: genesis.hash(),
-        merkle: merkle_root(&[]),
-        time: genesis.time + 1_000 + salt,
-        bits: params.difficulty(),
-        nonce: salt,
-    };
-    while pow::meets(&header.hash(), header.bits) {
-        header.nonce += 1;
-    }
-    Block {
-        header,
-        txs: vec![],
-    }
 }
 
 /// Connects `evil` to `node`, sends one block with bad proof of work and waits until the

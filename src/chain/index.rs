@@ -108,12 +108,11 @@ impl Index {
     /// order (height, tx id, whether it is a delete). The tx id commits to the author and
     /// the value, so two nodes with equal digests hold the same versions of every key.
     pub fn digest(&self) -> Hash {
-        let mut keys: Vec<&String> = self.keys.keys().collect();
-        keys.sort_unstable();
+        let mut keys: Vec<(&String, &Vec<Version>)> = self.keys.iter().collect();
+        keys.sort_unstable_by_key(|(key, _)| *key);
         let mut h = Sha256::new();
         h.update(b"kvchain/index/v1\0");
-        for key in keys {
-            let versions = &self.keys[key];
+        for (key, versions) in keys {
             h.update((key.len() as u32).to_le_bytes());
             h.update(key.as_bytes());
             h.update((versions.len() as u64).to_le_bytes());

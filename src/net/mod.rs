@@ -12,7 +12,7 @@ pub mod protocol;
 pub mod ratelimit;
 mod requests;
 mod service;
-mod transport;
+pub mod transport;
 
 use crate::chain::{Block, Tx};
 use libp2p::{gossipsub::MessageId, identity, Multiaddr, PeerId};

@@ -7,7 +7,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{identity, noise, tcp, yamux, Multiaddr, PeerId, Transport};
 
 /// The transport of `kind`, authenticated with `key`.
-pub(crate) fn build(
+pub fn build(
     kind: TransportKind,
     key: &identity::Keypair,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {

@@ -15,11 +15,9 @@ use futures::StreamExt;
 use kvchain::chain::Params;
 use kvchain::net::{self, Limits, Names, NetClient, NetConfig, TransportKind};
 use kvchain::node::{self, MiningPolicy, Network, NodeConfig};
-use libp2p::core::transport::{Boxed, MemoryTransport};
-use libp2p::core::{muxing::StreamMuxerBox, upgrade::Version};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent};
-use libp2p::{gossipsub, identity, noise, tcp, yamux, Multiaddr, PeerId, Swarm, Transport};
+use libp2p::{gossipsub, identity, Multiaddr, PeerId, Swarm};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -110,22 +108,6 @@ impl Drop for Dialer {
     }
 }
 
-fn transport(kind: TransportKind, key: &identity::Keypair) -> Boxed<(PeerId, StreamMuxerBox)> {
-    let noise = noise::Config::new(key).unwrap();
-    match kind {
-        TransportKind::Tcp => tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-        TransportKind::Memory => MemoryTransport::default()
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    }
-}
-
 impl Dialer {
     /// A fresh identity on `kind`, subscribed to the network's block topic.
     pub fn new(kind: TransportKind, names: &Names) -> Dialer {
@@ -141,7 +123,7 @@ impl Dialer {
         let behaviour =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
                 .unwrap();
-        let transport = transport(kind, &key);
+        let transport = net::transport::build(kind, &key).unwrap();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_other_transport(|_| transport)
