@@ -44,12 +44,15 @@ async fn mutated_copies_first_then_the_real_block_is_accepted_and_no_honest_peer
     let mut answer = quiet(&params);
     m.join(&b.addr, b.net.peer_id(), &mut answer).await;
     let real = block_on(&params.genesis().header, txs(2, 4), 0);
+    let before = HonestState::of(&b.handle).await;
     for (_, copy) in mutations::mutations(&real) {
         m.publish(true, codec::encode(&copy));
     }
     let charged = m.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
-    assert_eq!(info(&b).await.height, 0, "no mutated copy was taken");
+    before
+        .assert_unchanged(&b.handle, "no mutated copy was taken")
+        .await;
     // The real block, from an honest peer, is taken everywhere.
     a.handle.submit_block(real.clone()).await.unwrap().unwrap();
     until("b takes the real block", || async {
@@ -65,6 +68,10 @@ async fn mutated_copies_first_then_the_real_block_is_accepted_and_no_honest_peer
         points(&a.net, b.net.peer_id()).await,
         0,
         "honest b was charged"
+    );
+    assert_eq!(
+        HonestState::of(&a.handle).await,
+        HonestState::of(&b.handle).await
     );
 }
 
@@ -100,6 +107,12 @@ async fn a_line_of_three_with_an_attacker_at_the_middle_still_gets_every_block()
         .await;
     }
     assert_eq!(info(&c).await.height, 8);
+    let state = HonestState::of(&a.handle).await;
+    for n in [&b, &c] {
+        state
+            .assert_unchanged(&n.handle, "all three hold one index")
+            .await;
+    }
     for (x, y) in [(&a, &b), (&b, &a), (&b, &c), (&c, &b)] {
         assert_eq!(
             points(&x.net, y.net.peer_id()).await,
@@ -127,6 +140,7 @@ async fn a_block_ahead_of_the_clock_is_ignored_and_its_sender_not_charged() {
         header,
         txs: vec![],
     };
+    let before = HonestState::of(&b.handle).await;
     m.publish(true, codec::encode(&early));
     // Then a valid tx: once it is pending, the block before it was judged.
     let op = kvchain::chain::Op::Put {
@@ -151,7 +165,14 @@ async fn a_block_ahead_of_the_clock_is_ignored_and_its_sender_not_charged() {
         0,
         "a block ahead of the clock was charged"
     );
-    assert_eq!(info(&b).await.height, 0);
+    // Only the marker tx was taken.
+    let expected = HonestState {
+        mempool: before.mempool + 1,
+        ..before
+    };
+    expected
+        .assert_unchanged(&b.handle, "the early block was ignored")
+        .await;
     assert!(b.handle.block_by_hash(early.hash()).await.is_none());
 }
 
@@ -200,6 +221,7 @@ async fn an_invalid_block_whose_body_matches_is_remembered_and_each_sending_char
     let forged = put(&key(6), "f", "1", 0).with_signature(Signature([1; 64]));
     let bad = block_on(&params.genesis().header, vec![forged], 0);
     let child = block_on(&bad.header, vec![], 0);
+    let before = HonestState::of(&b.handle).await;
     m.publish(true, codec::encode(&bad));
     let charged = m.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
@@ -209,8 +231,10 @@ async fn an_invalid_block_whose_body_matches_is_remembered_and_each_sending_char
     m2.publish(true, codec::encode(&child));
     let charged = m2.until_banned(&b.net, LIMIT, &mut answer).await;
     assert!(charged);
-    let i = info(&b).await;
-    assert_eq!((i.height, i.orphans), (0, 0));
+    before
+        .assert_unchanged(&b.handle, "both were refused")
+        .await;
+    assert_eq!(info(&b).await.orphans, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +248,7 @@ async fn a_flood_of_valid_side_blocks_stays_within_the_side_budget_and_is_not_ch
         b.handle.submit_block(blk.clone()).await.unwrap().unwrap();
         parent = blk.header;
     }
-    let tip = info(&b).await.tip;
+    let before = HonestState::of(&b.handle).await;
     let fork = b.handle.block_at(1).await.unwrap().header;
     let mut m = Hostile::new(&Names::new(&params.network_id()));
     let mut answer = quiet(&params);
@@ -256,7 +280,9 @@ async fn a_flood_of_valid_side_blocks_stays_within_the_side_budget_and_is_not_ch
     assert!(full);
     m.run_for(std::time::Duration::from_millis(500), &mut answer)
         .await;
-    let i = info(&b).await;
-    assert_eq!((i.tip, i.side_blocks), (tip, MAX_SIDE_BLOCKS));
+    before
+        .assert_unchanged(&b.handle, "the side blocks stay off the chain")
+        .await;
+    assert_eq!(info(&b).await.side_blocks, MAX_SIDE_BLOCKS);
     assert_eq!(points(&b.net, m.id()).await, 0, "valid blocks were charged");
 }

@@ -65,6 +65,7 @@ async fn ban_for_bad_pow(
     answer: &mut impl FnMut(&SyncRequest) -> Answer,
 ) {
     let node_id = node.net.peer_id();
+    let before = HonestState::of(&node.handle).await;
     evil.join(&node.addr, node_id, answer).await;
     assert!(evil.publish(true, codec::encode(&bad_pow_block(params, 0))));
     let (net, id) = (node.net.clone(), evil.id());
@@ -89,7 +90,9 @@ async fn ban_for_bad_pow(
             .await
             .expect("the node hangs up on the banned peer");
     }
-    assert_eq!(info(node).await.height, 0, "the bad block was taken");
+    before
+        .assert_unchanged(&node.handle, "the bad block was taken")
+        .await;
 }
 
 /// Dials `node` again from `evil` and runs its swarm (answering sync requests) until the

@@ -34,6 +34,7 @@ async fn judged(node: &TestNode, first: &Tx) -> (u32, bool) {
     let mut m = Hostile::new(&Names::new(&params.network_id()));
     let mut answer = quiet(&params);
     m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let before = HonestState::of(&node.handle).await;
     m.publish(false, codec::encode(first));
     let marker = tx_at(&key(50), "marker", rand_nonce(), now_ms());
     m.publish(false, codec::encode(&marker));
@@ -52,6 +53,10 @@ async fn judged(node: &TestNode, first: &Tx) -> (u32, bool) {
         .tx(first.id())
         .await
         .is_some_and(|t| t.height.is_none());
+    // The chain and index are as they were; the mempool holds at most the two txs.
+    let after = HonestState::of(&node.handle).await;
+    assert_eq!((after.tip, after.digest), (before.tip, before.digest));
+    assert_eq!(after.mempool, before.mempool + 1 + usize::from(pending));
     (points(&node.net, m.id()).await, pending)
 }
 
@@ -103,6 +108,7 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
     let mut m = Hostile::new(&Names::new(&params.network_id()));
     let mut answer = quiet(&params);
     m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let before = HonestState::of(&node.handle).await;
     let authors: Vec<Keypair> = (0..AUTHORS).map(|_| Keypair::generate()).collect();
     let now = now_ms();
     let mut most = 0;
@@ -137,8 +143,9 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
         .await
     })
     .await;
-    let i = info(&node).await;
-    assert!(i.mempool <= limits.max_txs);
+    let after = HonestState::of(&node.handle).await;
+    assert!(after.mempool <= limits.max_txs);
+    assert_eq!((after.tip, after.digest), (before.tip, before.digest));
     assert!(
         most > limits.max_txs / 2,
         "the flood reached the node ({most})"

@@ -3,6 +3,7 @@
 //! to 50 nodes.
 
 use super::gate::Gate;
+use super::metered::Metered;
 use super::protocol::{Names, SyncCodec};
 use super::Limits;
 use crate::codec::MAX_MESSAGE_BYTES;
@@ -21,12 +22,12 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     /// Gossip of txs and blocks.
     pub gossipsub: gossipsub::Behaviour,
-    /// Peer discovery beyond the LAN.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Peer discovery beyond the LAN, each peer's requests metered.
+    pub kad: Metered<kad::Behaviour<kad::store::MemoryStore>>,
     /// Peer discovery on the LAN (off with `--no-mdns`).
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Exchange of listen addresses and network ids.
-    pub identify: identify::Behaviour,
+    /// Exchange of listen addresses and network ids, each peer's pushes metered.
+    pub identify: Metered<identify::Behaviour>,
     /// Liveness.
     pub ping: ping::Behaviour,
     /// Block sync.
@@ -53,6 +54,8 @@ impl Behaviour {
         limits: &Limits,
     ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
+        // Connections are capped, so the peers metered at once are too.
+        let metered_peers = limits.max_connections as usize + limits.max_pending as usize;
         Ok(Behaviour {
             gate: Gate::new(
                 limits.ban_duration,
@@ -76,7 +79,7 @@ impl Behaviour {
                     cfg,
                 );
                 kad.set_mode(Some(kad::Mode::Server));
-                kad
+                Metered::new(kad, limits.discovery_rate, metered_peers)
             },
             mdns: Toggle::from(if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
@@ -86,10 +89,14 @@ impl Behaviour {
             } else {
                 None
             }),
-            identify: identify::Behaviour::new(
-                identify::Config::new(names.identify_version(), key.public())
-                    .with_agent_version(format!("kvchain/{}", env!("CARGO_PKG_VERSION")))
-                    .with_push_listen_addr_updates(true),
+            identify: Metered::new(
+                identify::Behaviour::new(
+                    identify::Config::new(names.identify_version(), key.public())
+                        .with_agent_version(format!("kvchain/{}", env!("CARGO_PKG_VERSION")))
+                        .with_push_listen_addr_updates(true),
+                ),
+                limits.discovery_rate,
+                metered_peers,
             ),
             ping: ping::Behaviour::default(),
             sync: request_response::Behaviour::with_codec(

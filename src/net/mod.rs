@@ -7,6 +7,7 @@
 
 pub mod behaviour;
 pub mod gate;
+pub mod metered;
 pub mod peers;
 pub mod protocol;
 pub mod ratelimit;
@@ -71,6 +72,8 @@ pub struct Limits {
     pub gossip_rate: Rate,
     /// Txs of one author we take from gossip.
     pub author_rate: Rate,
+    /// Kademlia and identify events (requests, pushes, answers) one peer may cause, each.
+    pub discovery_rate: Rate,
 }
 
 impl Default for Limits {
@@ -94,6 +97,10 @@ impl Default for Limits {
             author_rate: Rate {
                 per_second: 10_000.0,
                 burst: 20_000.0,
+            },
+            discovery_rate: Rate {
+                per_second: 10.0,
+                burst: 100.0,
             },
         }
     }

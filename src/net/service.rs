@@ -4,6 +4,7 @@
 //! threshold, through the gate).
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::metered::MeteredEvent;
 use super::peers::Offence;
 use super::protocol::{Names, SyncRequest, SyncResponse};
 use super::ratelimit::Limiter;
@@ -346,8 +347,8 @@ impl Service {
             if let SwarmEvent::Behaviour(b) = &event {
                 match b {
                     BehaviourEvent::Gossipsub(e) => m.record(e),
-                    BehaviourEvent::Kad(e) => m.record(e),
-                    BehaviourEvent::Identify(e) => m.record(e),
+                    BehaviourEvent::Kad(MeteredEvent::Inner(e)) => m.record(e),
+                    BehaviourEvent::Identify(MeteredEvent::Inner(e)) => m.record(e),
                     BehaviourEvent::Ping(e) => m.record(e),
                     _ => {}
                 }
@@ -415,7 +416,17 @@ impl Service {
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. }) => {
                 self.retry_publishes(&topic)
             }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Kad(MeteredEvent::Flood { peer }) => {
+                self.penalize(peer, Offence::Flood, "over the Kademlia rate limit")
+            }
+            BehaviourEvent::Identify(MeteredEvent::Flood { peer }) => {
+                self.penalize(peer, Offence::Flood, "over the identify rate limit")
+            }
+            BehaviourEvent::Identify(MeteredEvent::Inner(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 if info.protocol_version != self.names.identify_version() {
                     tracing::warn!(
                         peer = %peer_id,
@@ -444,9 +455,9 @@ impl Service {
                     }
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
-                if !self.swarm.is_connected(&peer) && peer != *self.swarm.local_peer_id() =>
-            {
+            BehaviourEvent::Kad(MeteredEvent::Inner(kad::Event::RoutingUpdated {
+                peer, ..
+            })) if !self.swarm.is_connected(&peer) && peer != *self.swarm.local_peer_id() => {
                 let _ = self.swarm.dial(peer);
             }
             BehaviourEvent::Sync(event) => self.on_sync_event(event),

@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, StreamExt};
-use kvchain::chain::{block::merkle_root, pow, Block, Header, Params};
+use kvchain::chain::side::MAX_SIDE_BLOCKS;
+use kvchain::chain::tree::MAX_ORPHANS;
+use kvchain::chain::{block::merkle_root, pow, Block, BlockHash, Hash, Header, Params};
 use kvchain::codec;
 use kvchain::net::protocol::{read_frame, write_frame, MAX_REQUEST_BYTES};
 use kvchain::net::{ChainStatus, Names, NetClient, SyncRequest, SyncResponse};
+use kvchain::node::NodeHandle;
 use libp2p::core::{transport::MemoryTransport, upgrade::Version};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -344,5 +347,41 @@ pub fn bad_pow_block(params: &Params, salt: u64) -> Block {
     Block {
         header,
         txs: vec![],
+    }
+}
+
+/// The part of an honest node's state an attack must leave as it was: its tip, its index
+/// (by digest) and its mempool.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HonestState {
+    pub tip: BlockHash,
+    pub height: u64,
+    pub digest: Hash,
+    pub mempool: usize,
+}
+
+impl HonestState {
+    /// `node`'s state now. Asserts the memory bounds that hold whatever peers send: at
+    /// most `MAX_ORPHANS` blocks held for a missing parent and `MAX_SIDE_BLOCKS` off the
+    /// canonical chain (the mempool's own bound is asserted where a test floods it).
+    pub async fn of(node: &NodeHandle) -> HonestState {
+        let i = node.info().await.expect("the honest node runs");
+        assert!(i.orphans <= MAX_ORPHANS, "{} orphans held", i.orphans);
+        assert!(
+            i.side_blocks <= MAX_SIDE_BLOCKS,
+            "{} side blocks held",
+            i.side_blocks
+        );
+        HonestState {
+            tip: i.tip,
+            height: i.height,
+            digest: node.store().digest(),
+            mempool: i.mempool,
+        }
+    }
+
+    /// Asserts `node` still has this tip, index and mempool, within the memory bounds.
+    pub async fn assert_unchanged(&self, node: &NodeHandle, what: &str) {
+        assert_eq!(&HonestState::of(node).await, self, "{what}");
     }
 }
