@@ -87,6 +87,12 @@ async fn a_tx_already_in_the_chain_is_ignored_and_not_charged() {
         node.handle.tx_height(tx.id()).await.is_some()
     })
     .await;
+    // Stopped, so that the marker stays pending and the chain as it is.
+    node.handle.set_mining(MiningPolicy::Off).await;
+    until("the miner stops", || async {
+        !info(&node).await.mining_active
+    })
+    .await;
     assert_eq!(judged(&node, &tx).await, (0, false));
 }
 
