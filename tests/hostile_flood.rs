@@ -97,7 +97,7 @@ async fn flood_until(
             _ = tick.tick() => {
                 flood(f);
                 polls += 1;
-                if polls % 10 == 0 && done().await {
+                if polls.is_multiple_of(10) && done().await {
                     return true;
                 }
             }
