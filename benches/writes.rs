@@ -19,7 +19,7 @@ const BATCH: u64 = 256;
 fn bench_dir() -> tempfile::TempDir {
     let base = std::env::var_os("KVCHAIN_BENCH_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     tempfile::tempdir_in(base).expect("a temp dir for the node")
 }
 

@@ -5,6 +5,7 @@
 //! the shared index (a read lock held only while the lookup runs), so they never wait on
 //! mining, the disk or the network.
 
+use crate::chain::group_commit::{JournalError, JournalHandle};
 use crate::chain::{now_ms, Hash, Index, Keypair, Op, Tx, TxError, TxId, Version};
 use crate::node::Command;
 use std::sync::{Arc, Mutex, RwLock};
@@ -57,6 +58,10 @@ pub enum StoreError {
     /// A wait ran out of time.
     #[error("timed out waiting for the write")]
     Timeout,
+    /// The write could not be put on disk (the disk is full, or failed); nothing of it
+    /// was kept, and a later write is tried again.
+    #[error("could not write the journal: {0}")]
+    Disk(#[from] JournalError),
 }
 
 /// The receipt of a write: its tx id and its status as it changes.
@@ -128,6 +133,8 @@ fn height_or_failure(s: TxStatus) -> Result<u64, StoreError> {
 #[derive(Clone, Debug)]
 pub struct Store {
     commands: mpsc::Sender<Command>,
+    /// Where own writes go before they are acknowledged; `None` for a node in memory.
+    journal: Option<JournalHandle>,
     index: Arc<RwLock<Index>>,
     keypair: Arc<Keypair>,
     /// The last digest, with the index generation it was computed at.
@@ -137,11 +144,13 @@ pub struct Store {
 impl Store {
     pub(crate) fn new(
         commands: mpsc::Sender<Command>,
+        journal: Option<JournalHandle>,
         index: Arc<RwLock<Index>>,
         keypair: Arc<Keypair>,
     ) -> Store {
         Store {
             commands,
+            journal,
             index,
             keypair,
             digest: Arc::new(Mutex::new(None)),
@@ -174,6 +183,11 @@ impl Store {
         let tx = Tx::new(&self.keypair, op, nonce, now_ms())?;
         let (status_tx, status_rx) = watch::channel(TxStatus::Pending);
         let receipt = Receipt::new(tx.id(), status_rx);
+        // Answer only once the write is on disk: a receipt, an HTTP 202 or a console
+        // `pending` must survive a crash right after it. Concurrent writes share an fsync.
+        if let Some(journal) = &self.journal {
+            journal.add(tx.clone()).await?;
+        }
         let (taken, was_taken) = oneshot::channel();
         self.commands
             .send(Command::Submit {
@@ -183,8 +197,6 @@ impl Store {
             })
             .await
             .map_err(|_| StoreError::NodeStopped)?;
-        // Answer only once the node has the write on disk (or refused it): a receipt, an
-        // HTTP 202 or a console `pending` must survive a crash right after it.
         was_taken.await.map_err(|_| StoreError::NodeStopped)?;
         Ok(receipt)
     }

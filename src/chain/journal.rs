@@ -1,12 +1,17 @@
 //! The journal of this node's own writes that are not yet confirmed, so that a crash of
 //! the node does not lose a write it already acknowledged with a receipt.
+//!
+//! Records are written in batches ([`Journal::commit`]): new writes are fsynced, once for
+//! the whole batch; "done" records are not fsynced on their own (losing one only makes a
+//! restart offer a confirmed write to the mempool again, which refuses it as a replay).
+//! [`super::group_commit`] runs a journal on a thread of its own.
 
 use super::crypto::TxId;
 use super::log::FrameLog;
 use super::tx::Tx;
 use crate::codec::{self, MAX_MESSAGE_BYTES};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
 
@@ -66,24 +71,53 @@ impl Journal {
 
     /// Records a new own write (on disk before this returns).
     pub fn add(&mut self, tx: &Tx) -> io::Result<()> {
-        if self.pending.contains_key(&tx.id()) {
-            return Ok(());
-        }
-        self.log.append(&codec::encode(&Record::Add(tx.clone())))?;
-        self.pending.insert(tx.id(), (self.next, tx.clone()));
-        self.next += 1;
-        Ok(())
+        self.commit(std::slice::from_ref(tx), &[], true)
     }
 
-    /// Records that a write is confirmed (or finally failed) and need not be kept.
+    /// Records that a write is confirmed (or finally failed) and need not be kept; not
+    /// fsynced on its own.
     pub fn done(&mut self, id: &TxId) -> io::Result<()> {
-        if self.pending.remove(id).is_none() {
-            return Ok(());
+        self.commit(&[], std::slice::from_ref(id), false)
+    }
+
+    /// Writes `adds` (new own writes) and `dones` (writes no longer to keep) in one
+    /// append, fsynced if any write is new or `sync` is asked. Returns once the new writes
+    /// are on disk; on failure the file is as before and no write is recorded as added.
+    pub fn commit(&mut self, adds: &[Tx], dones: &[TxId], sync: bool) -> io::Result<()> {
+        let mut records = Vec::new();
+        let mut added = HashSet::new();
+        for tx in adds {
+            let id = tx.id();
+            if !self.pending.contains_key(&id) && added.insert(id) {
+                records.push(codec::encode(&Record::Add(tx.clone())));
+            }
         }
-        self.log.append(&codec::encode(&Record::Done(*id)))?;
-        self.finished += 1;
+        let mut finished = 0;
+        for id in dones {
+            // Forgotten even if the record is then lost: see the module doc.
+            if self.pending.remove(id).is_some() {
+                records.push(codec::encode(&Record::Done(*id)));
+                finished += 1;
+            }
+        }
+        if !records.is_empty() {
+            let frames: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            self.log.append_all(&frames, sync || !added.is_empty())?;
+        } else if sync {
+            self.log.sync()?;
+        }
+        for tx in adds {
+            if added.remove(&tx.id()) {
+                self.pending.insert(tx.id(), (self.next, tx.clone()));
+                self.next += 1;
+            }
+        }
+        self.finished += finished;
         if self.finished >= COMPACT_AFTER {
-            self.compact()?;
+            // A failed compaction leaves the file as it was: only a longer replay.
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "could not compact the journal");
+            }
         }
         Ok(())
     }

@@ -1,9 +1,14 @@
-//! An append-only log of checksummed, length-prefixed frames, fsynced on every append.
+//! An append-only log of checksummed, length-prefixed frames.
 //!
 //! Frame: `len u32 LE | first 4 bytes of SHA-256(payload) | payload`. On open every frame is
 //! read and checked; the log is cut at the first torn or corrupt frame, with a warning.
 //! Whatever is cut is first saved beside the log: a damaged length field can make intact
 //! frames behind it look like a torn tail, so no guess decides what is safe to destroy.
+//!
+//! An append that fails (a full disk, an I/O error) is cut back to the last good frame at
+//! once, so a failed write never leaves a torn frame in the middle of the file for the
+//! next open to cut everything after; if even the cut fails, the next append makes it
+//! first.
 
 use super::crypto::Hash;
 use crate::codec::MAX_MESSAGE_BYTES;
@@ -39,7 +44,10 @@ pub struct Recovery {
 pub struct FrameLog {
     file: File,
     path: PathBuf,
+    /// Bytes of whole frames written.
     len: u64,
+    /// A failed append left bytes past `len` that could not be cut yet.
+    torn: bool,
 }
 
 /// Frame a payload into bytes ready to append.
@@ -92,31 +100,83 @@ impl FrameLog {
             file,
             path: path.to_path_buf(),
             len: good_len as u64,
+            torn: false,
         };
         Ok((log, payloads, recovery))
     }
 
     /// Appends one frame and waits until it is on disk.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
-        let bytes = frame(payload);
-        self.file.write_all(&bytes)?;
-        self.file.sync_data()?;
+        self.append_all(&[payload], true)
+    }
+
+    /// Appends frames in one write; with `sync`, waits until they (and every frame
+    /// before) are on disk. On failure the log is cut back to where it was.
+    pub fn append_all(&mut self, payloads: &[&[u8]], sync: bool) -> io::Result<()> {
+        if self.torn {
+            self.cut_back()?;
+        }
+        let mut bytes = Vec::with_capacity(payloads.iter().map(|p| FRAME_HEADER + p.len()).sum());
+        for p in payloads {
+            bytes.extend_from_slice(&frame(p));
+        }
+        let written =
+            self.file.write_all(&bytes).and_then(
+                |()| {
+                    if sync {
+                        self.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+        if let Err(e) = written {
+            self.torn = true;
+            if let Err(cut) = self.cut_back() {
+                tracing::error!(log = %self.path.display(), error = %cut, "could not cut a failed append back");
+            }
+            return Err(e);
+        }
         self.len += bytes.len() as u64;
         Ok(())
     }
 
+    /// Waits until every frame appended so far is on disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Cuts whatever a failed append left after the last whole frame.
+    fn cut_back(&mut self) -> io::Result<()> {
+        self.file.set_len(self.len)?;
+        self.file.sync_data()?;
+        self.torn = false;
+        Ok(())
+    }
+
     /// Replaces the whole log with `payloads`, atomically (write aside, fsync, rename).
+    /// On failure the log is left as it was and the copy aside removed.
     pub fn rewrite(&mut self, payloads: &[Vec<u8>]) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        let mut len = 0u64;
-        for p in payloads {
-            let bytes = frame(p);
-            f.write_all(&bytes)?;
-            len += bytes.len() as u64;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            let mut len = 0u64;
+            for p in payloads {
+                let bytes = frame(p);
+                f.write_all(&bytes)?;
+                len += bytes.len() as u64;
+            }
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(len)
+        })();
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         if let Some(dir) = self.path.parent() {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
@@ -127,6 +187,7 @@ impl FrameLog {
             .append(true)
             .open(&self.path)?;
         self.len = len;
+        self.torn = false;
         Ok(())
     }
 

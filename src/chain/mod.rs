@@ -4,6 +4,7 @@
 pub mod block;
 pub mod crypto;
 pub mod errors;
+pub mod group_commit;
 pub mod index;
 pub mod journal;
 pub mod log;

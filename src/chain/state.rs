@@ -333,13 +333,32 @@ impl Chain {
         }
         let best = self.tree.best_candidate(&accepted.blocks);
         if best != self.tip_hash() {
-            self.write_branch(&best)?;
-            accepted.tip = Some(self.switch_to(best));
-            for gone in side::prune(&mut self.tree, &mut self.side, bits) {
-                self.unlogged.remove(&gone);
-            }
+            accepted.tip = Some(self.adopt(best, bits)?);
         }
         Ok(accepted)
+    }
+
+    /// Writes the branch to `best` and makes it canonical. On a storage error the branch
+    /// stays in the tree, unwritten, for [`Chain::retry_unwritten`].
+    fn adopt(&mut self, best: BlockHash, bits: u32) -> Result<TipChange, BlockError> {
+        self.write_branch(&best)?;
+        let change = self.switch_to(best);
+        for gone in side::prune(&mut self.tree, &mut self.side, bits) {
+            self.unlogged.remove(&gone);
+        }
+        Ok(change)
+    }
+
+    /// After a storage error: makes the best branch that could not be written canonical,
+    /// if the disk now takes it. `None` if no such branch waits.
+    pub fn retry_unwritten(&mut self) -> Option<Result<TipChange, BlockError>> {
+        let waiting: Vec<BlockHash> = self.unlogged.iter().copied().collect();
+        let best = self.tree.best_candidate(&waiting);
+        if best == self.tip_hash() {
+            return None;
+        }
+        let bits = self.tree.get(&best)?.block.header.bits;
+        Some(self.adopt(best, bits))
     }
 
     /// Writes the blocks of the branch to `tip` that are not in the log yet, oldest

@@ -78,6 +78,12 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Timeout => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string())
             }
+            // Nothing of the write was kept: the client may try again later.
+            StoreError::Disk(_) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                e.to_string(),
+            ),
         }
     }
 }

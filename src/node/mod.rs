@@ -9,6 +9,7 @@ pub mod metrics;
 mod sync;
 mod task;
 
+use crate::chain::group_commit::JournalHandle;
 use crate::chain::journal::Journal;
 use crate::chain::log::Recovery;
 use crate::chain::mempool::MempoolLimits;
@@ -167,8 +168,8 @@ pub enum Command {
         tx: Tx,
         /// Where to report its status.
         status: watch::Sender<TxStatus>,
-        /// Answered once the write is journaled on disk and taken (or refused, which its
-        /// status then says): only then may a caller be told it was accepted.
+        /// Answered once the node has taken the write (or refused it, which its status
+        /// then says). The store journals the write on disk before it sends this.
         taken: oneshot::Sender<()>,
     },
     /// A tx from outside the store (a tool or a test).
@@ -299,8 +300,8 @@ pub fn start_with_network(
     let (mut chain, recovery, journal) = match &config.data_dir {
         Some(dir) => {
             let (chain, recovery) = Chain::open(config.params.clone(), dir)?;
-            let (journal, _) = Journal::open(dir)?;
-            (chain, recovery, Some(journal))
+            let (journal, pending) = Journal::open(dir)?;
+            (chain, recovery, Some((journal, pending)))
         }
         None => (Chain::new(config.params.clone()), None, None),
     };
@@ -310,8 +311,13 @@ pub fn start_with_network(
     let miner = Miner::start(config.threads, move |block| {
         let _ = found_tx.send(block);
     });
+    let (journal, pending) = match journal {
+        Some((journal, pending)) => (Some(JournalHandle::spawn(journal)?), pending),
+        None => (None, Vec::new()),
+    };
     let store = Store::new(
         cmd_tx.clone(),
+        journal.clone(),
         chain.index(),
         Arc::new(config.keypair.clone()),
     );
@@ -319,8 +325,8 @@ pub fn start_with_network(
     // Own writes journaled before a crash or shutdown go back to the mempool, still
     // tracked so that the journal forgets them once they are confirmed.
     let mut republish = Vec::new();
-    if let Some(journal) = &journal {
-        for tx in journal.pending() {
+    {
+        for tx in pending {
             let id = tx.id();
             match chain.submit_tx(tx.clone()) {
                 Ok(_) => republish.push(tx),

@@ -3,7 +3,7 @@
 
 use super::sync::SyncState;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
-use crate::chain::journal::Journal;
+use crate::chain::group_commit::JournalHandle;
 use crate::chain::side::Admission;
 use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId};
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
@@ -45,7 +45,7 @@ impl Tracked {
 
 pub(super) struct NodeTask {
     pub(super) chain: Chain,
-    journal: Option<Journal>,
+    journal: Option<JournalHandle>,
     miner: Miner,
     receipts: HashMap<TxId, Tracked>,
     confirmations: u64,
@@ -58,6 +58,8 @@ pub(super) struct NodeTask {
     pub(super) sync: SyncState,
     /// Our tip moved since peers last told us theirs.
     pub(super) statuses_stale: bool,
+    /// A block could not be written to the block log; retried every second.
+    unwritten: bool,
     metrics: Arc<NodeMetrics>,
     tips: broadcast::Sender<Arc<TipChange>>,
 }
@@ -65,7 +67,7 @@ pub(super) struct NodeTask {
 impl NodeTask {
     pub(super) fn new(
         chain: Chain,
-        journal: Option<Journal>,
+        journal: Option<JournalHandle>,
         miner: Miner,
         receipts: HashMap<TxId, Tracked>,
         config: &NodeConfig,
@@ -85,6 +87,7 @@ impl NodeTask {
             net,
             sync: SyncState::default(),
             statuses_stale: false,
+            unwritten: false,
             metrics: config.metrics.clone(),
             tips,
         }
@@ -137,6 +140,9 @@ impl NodeTask {
                     }
                 }
                 _ = tick.tick() => {
+                    if self.unwritten {
+                        self.retry_unwritten();
+                    }
                     let now = (Instant::now(), self.miner.hashes());
                     let secs = now.0.duration_since(last.0).as_secs_f64();
                     if secs > 0.0 {
@@ -221,19 +227,10 @@ impl NodeTask {
         }
     }
 
-    /// Journals an own write (on disk before this returns) and takes it into the mempool;
-    /// a refusal is reported through its status.
+    /// Takes an own write (already journaled by the store) into the mempool; a refusal
+    /// is reported through its status.
     fn submit_own(&mut self, tx: Tx, status: watch::Sender<TxStatus>) {
         let id = tx.id();
-        if let Some(journal) = &mut self.journal {
-            if let Err(e) = journal.add(&tx) {
-                tracing::error!(error = %e, "could not journal a write");
-                status.send_replace(TxStatus::Failed {
-                    reason: format!("could not journal the write: {e}"),
-                });
-                return;
-            }
-        }
         match self.accept_tx(tx.clone()) {
             Ok(_) => {
                 self.receipts.insert(
@@ -247,8 +244,8 @@ impl NodeTask {
                 self.update_receipts();
             }
             Err(e) => {
-                if let Some(journal) = &mut self.journal {
-                    let _ = journal.done(&id);
+                if let Some(journal) = &self.journal {
+                    journal.done(id);
                 }
                 status.send_replace(TxStatus::Failed {
                     reason: e.to_string(),
@@ -309,6 +306,10 @@ impl NodeTask {
             Err(e) => {
                 let reason = super::metrics::Reason { reason: e.label() };
                 self.metrics.blocks_rejected.get_or_create(&reason).inc();
+                if let BlockError::Storage(error) = &e {
+                    tracing::error!(%error, "could not write the block log; retrying every second");
+                    self.unwritten = true;
+                }
                 return Err(e);
             }
         };
@@ -316,19 +317,39 @@ impl NodeTask {
             .blocks_accepted
             .inc_by(accepted.blocks.len() as u64);
         if let Some(change) = &accepted.tip {
-            if !change.disconnected.is_empty() {
-                self.metrics.reorgs.inc();
-                self.metrics
-                    .reorg_depth
-                    .observe(change.disconnected.len() as f64);
-            }
-            // Nobody listening is fine: the watch stream subscribes on demand.
-            let _ = self.tips.send(Arc::new(change.clone()));
-            self.update_receipts();
-            self.refresh_work();
-            self.statuses_stale = self.net.is_some();
+            self.on_tip_change(change);
         }
         Ok(accepted)
+    }
+
+    /// After a storage error: writes the waiting branch if the disk takes it now.
+    fn retry_unwritten(&mut self) {
+        match self.chain.retry_unwritten() {
+            None => self.unwritten = false,
+            Some(Ok(change)) => {
+                tracing::info!(
+                    height = self.chain.height(),
+                    "the block log takes writes again"
+                );
+                self.on_tip_change(&change);
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "the block log still fails"),
+        }
+    }
+
+    /// Tells watchers, receipts, the miner and the sync of a new tip.
+    fn on_tip_change(&mut self, change: &TipChange) {
+        if !change.disconnected.is_empty() {
+            self.metrics.reorgs.inc();
+            self.metrics
+                .reorg_depth
+                .observe(change.disconnected.len() as f64);
+        }
+        // Nobody listening is fine: the watch stream subscribes on demand.
+        let _ = self.tips.send(Arc::new(change.clone()));
+        self.update_receipts();
+        self.refresh_work();
+        self.statuses_stale = self.net.is_some();
     }
 
     pub(super) fn publish_tx(&mut self, tx: Tx) {
@@ -369,10 +390,8 @@ impl NodeTask {
         }
         for id in finished {
             self.receipts.remove(&id);
-            if let Some(journal) = &mut self.journal {
-                if let Err(e) = journal.done(&id) {
-                    tracing::warn!(error = %e, "could not record a confirmed write in the journal");
-                }
+            if let Some(journal) = &self.journal {
+                journal.done(id);
             }
         }
     }
