@@ -240,8 +240,10 @@ impl NodeTask {
                         since: Some(Instant::now()),
                     },
                 );
+                // Its status is `Pending`, as the receipt starts: the other receipts
+                // did not change, so they are not walked (that made each write cost
+                // O(pending writes)).
                 self.publish_tx(tx);
-                self.update_receipts();
             }
             Err(e) => {
                 if let Some(journal) = &self.journal {
