@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kvchain::chain::params::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_FUTURE_DRIFT_MS};
+use kvchain::chain::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_FUTURE_DRIFT_MS};
 use kvchain::chain::{now_ms, pow, Block, BlockError, Chain, Op, Signature, Tx};
 
 /// A chain with three blocks, each holding one put.
@@ -260,7 +260,7 @@ fn rejects_too_many_txs() {
 fn rejects_too_many_bytes() {
     let mut chain = setup();
     let kp = key(2);
-    let big = vec![7u8; kvchain::chain::params::MAX_VALUE_BYTES];
+    let big = vec![7u8; kvchain::chain::limits::MAX_VALUE_BYTES];
     let txs: Vec<Tx> = (0..17u64)
         .map(|i| {
             let op = Op::Put {

@@ -15,7 +15,7 @@ mod harness;
 
 use common::key;
 use harness::{decode_all, measure, run, sample_block, Usage, LARGEST_EVER};
-use kvchain::chain::params::MAX_BLOCK_TXS;
+use kvchain::chain::limits::MAX_BLOCK_TXS;
 use kvchain::chain::{Block, Tx};
 use kvchain::codec::{self, MAX_MESSAGE_BYTES};
 use proptest::prelude::*;

@@ -13,7 +13,7 @@ mod swarm_net;
 
 use common::{block_on, key, params, put};
 use hostile_peer::*;
-use kvchain::chain::{now_ms, params::MAX_FUTURE_DRIFT_MS, pow, Block, Params, Signature};
+use kvchain::chain::{limits::MAX_FUTURE_DRIFT_MS, now_ms, pow, Block, Params, Signature};
 
 use kvchain::codec;
 use kvchain::net::Names;

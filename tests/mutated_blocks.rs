@@ -8,7 +8,7 @@ mod common;
 mod mutations;
 
 use common::*;
-use kvchain::chain::params::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use kvchain::chain::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use kvchain::chain::{Block, BlockError, Chain};
 use mutations::mutations;
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kvchain::chain::params::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use kvchain::chain::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use kvchain::chain::{Op, TxError};
 use kvchain::node::{self, MiningPolicy, NodeConfig, NodeHandle};
 use kvchain::{Store, StoreError, TxStatus};

@@ -1,7 +1,7 @@
 //! Blocks: the 96-byte header in a fixed binary layout, the tx list and the Merkle root.
 
 use super::crypto::{BlockHash, Hash};
-use super::params::MAX_BLOCK_TXS;
+use super::limits::MAX_BLOCK_TXS;
 use super::tx::Tx;
 use serde::{Deserialize, Serialize};
 

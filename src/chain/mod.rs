@@ -7,6 +7,7 @@ pub mod errors;
 pub mod group_commit;
 pub mod index;
 pub mod journal;
+pub mod limits;
 pub mod log;
 pub mod mempool;
 pub mod miner;

@@ -1,27 +1,13 @@
-//! Consensus parameters: the limits every node enforces, and the network (name and
-//! difficulty) from which the genesis block and the network id are derived.
+//! The parameters of a network: its name and difficulty, from which the genesis block
+//! and the network id are derived. The limits every node enforces are in
+//! [`super::limits`].
 
 use super::block::{merkle_root, Block, Header, BLOCK_VERSION};
 use super::crypto::{BlockHash, Hash};
+use super::limits::{MAX_DIFFICULTY, MAX_NETWORK_NAME};
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
-/// Largest value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-/// Most transactions in one block.
-pub const MAX_BLOCK_TXS: usize = 4096;
-/// Largest block, as counted by [`Block::size`] (header plus signed tx bytes).
-pub const MAX_BLOCK_BYTES: usize = 1024 * 1024;
-/// Highest difficulty a network may have (leading zero bits of a block hash).
-pub const MAX_DIFFICULTY: u32 = 64;
-/// How many ancestors the median-time rule looks at.
-pub const MEDIAN_TIME_SPAN: usize = 11;
-/// How far ahead of the local clock a block's timestamp may be, in milliseconds.
-pub const MAX_FUTURE_DRIFT_MS: u64 = 2 * 60 * 1000;
 /// The genesis block's timestamp: 2026-01-01T00:00:00Z in milliseconds.
 pub const GENESIS_TIME_MS: u64 = 1_767_225_600_000;
-/// Longest network name, in bytes.
-pub const MAX_NETWORK_NAME: usize = 64;
 
 /// Why a set of parameters is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use super::block::Block;
 use super::crypto::BlockHash;
-use super::params::MEDIAN_TIME_SPAN;
+use super::limits::MEDIAN_TIME_SPAN;
 use super::pow;
 use super::validate::median;
 use std::collections::{HashMap, HashSet, VecDeque};

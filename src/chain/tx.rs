@@ -1,7 +1,7 @@
 //! Transactions: signed writes (`Put`, `Delete`) with their id and stateless checks.
 
 use super::crypto::{self, AuthorKey, Keypair, Signature, TxId};
-use super::params::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use super::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// Domain separator at the start of every tx's signed bytes.

@@ -3,7 +3,8 @@
 
 use super::block::{Block, BLOCK_VERSION};
 use super::crypto::{BlockHash, TxId};
-use super::params::{Params, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_FUTURE_DRIFT_MS};
+use super::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_FUTURE_DRIFT_MS};
+use super::params::Params;
 use super::pow;
 use std::collections::HashSet;
 

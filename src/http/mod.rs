@@ -104,7 +104,7 @@ pub fn router(state: ApiState, max_watchers: usize) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(
-            crate::chain::params::MAX_VALUE_BYTES,
+            crate::chain::limits::MAX_VALUE_BYTES,
         ))
         .layer(Extension(watch::Slots::new(max_watchers)))
         .with_state(state)

@@ -2,7 +2,7 @@
 //! proof of work and hash): the copies a hostile relay might send first.
 #![allow(dead_code)]
 
-use kvchain::chain::params::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_VALUE_BYTES};
+use kvchain::chain::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_VALUE_BYTES};
 use kvchain::chain::{Block, Keypair, Op, Tx};
 
 fn signed(kp: &Keypair, op: Op, nonce: u64) -> Tx {
