@@ -6,8 +6,8 @@
 
 use crate::chain::{BlockHash, Hash, TxId, Version};
 use crate::net::NetClient;
+use crate::node::TxStatus;
 use crate::node::{MiningPolicy, NodeHandle};
-use crate::store::TxStatus;
 use libp2p::Multiaddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -426,7 +426,7 @@ fn block_lines(b: &Arc<crate::chain::Block>) -> String {
 }
 
 /// Prints the tx id now and one line per later change of the receipt.
-fn follow(mut receipt: crate::store::Receipt, out: Output) {
+fn follow(mut receipt: crate::node::Receipt, out: Output) {
     let id = receipt.id();
     let _ = out.send(format!("tx {id} pending"));
     tokio::spawn(async move {

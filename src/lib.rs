@@ -12,11 +12,10 @@ pub mod console;
 pub mod http;
 pub mod net;
 pub mod node;
-pub mod store;
 
 pub use chain::{Block, BlockHash, Header, Keypair, Op, Params, Tx, TxId, Version};
 pub use node::{MiningPolicy, NodeConfig, NodeHandle};
-pub use store::{Receipt, Store, StoreError, TxStatus};
+pub use node::{Receipt, Store, StoreError, TxStatus};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -62,10 +62,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
+impl From<crate::node::StoreError> for ApiError {
+    fn from(e: crate::node::StoreError) -> ApiError {
         use crate::chain::TxError;
-        use crate::store::StoreError;
+        use crate::node::StoreError;
         match &e {
             StoreError::Invalid(TxError::ValueTooLarge(_)) => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

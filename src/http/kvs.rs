@@ -7,7 +7,7 @@ use super::extract::{ApiQuery, KeyPath};
 use super::watchdog::BodyTimeout;
 use super::ApiState;
 use crate::chain::{tx::check_key, Version};
-use crate::store::{Receipt, StoreError, TxStatus};
+use crate::node::{Receipt, StoreError, TxStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;

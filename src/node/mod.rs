@@ -5,7 +5,9 @@
 //! Everything reaches it as a [`Command`] (from handles) or a [`NetEvent`] (from the
 //! network service); `task.rs` runs the loop and `sync.rs` holds the network side.
 
+pub mod command;
 pub mod metrics;
+pub mod store;
 mod sync;
 mod task;
 
@@ -18,47 +20,13 @@ use crate::chain::{
     TipChange, Tx, TxId,
 };
 use crate::net::{NetClient, NetEvent};
-use crate::store::{Store, TxStatus};
+pub use command::{ChainInfo, Command, MiningPolicy, TxInfo, TxStatus};
 pub use metrics::NodeMetrics;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
-
-/// When the node mines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MiningPolicy {
-    /// Only while txs are pending or own writes are not yet confirmed.
-    Auto,
-    /// Always, even empty blocks.
-    Always,
-    /// Never.
-    Off,
-}
-
-impl std::str::FromStr for MiningPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(MiningPolicy::Auto),
-            "always" | "on" => Ok(MiningPolicy::Always),
-            "off" => Ok(MiningPolicy::Off),
-            other => Err(format!(
-                "unknown mining policy {other:?} (auto, always, off)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for MiningPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MiningPolicy::Auto => "auto",
-            MiningPolicy::Always => "always",
-            MiningPolicy::Off => "off",
-        })
-    }
-}
+pub use store::{Receipt, Store, StoreError};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -115,89 +83,6 @@ pub enum NodeError {
     /// The journal could not be opened.
     #[error("journal: {0}")]
     Journal(#[from] std::io::Error),
-}
-
-/// A snapshot of the node for `status` displays.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChainInfo {
-    /// Network id (prefix of the genesis hash).
-    pub network_id: String,
-    /// Canonical height.
-    pub height: u64,
-    /// Canonical tip hash.
-    pub tip: BlockHash,
-    /// Cumulative work of the canonical chain.
-    pub total_work: u128,
-    /// Difficulty in bits.
-    pub difficulty: u32,
-    /// Txs in the mempool.
-    pub mempool: usize,
-    /// Blocks held for a missing parent.
-    pub orphans: usize,
-    /// Blocks held off the canonical chain (bounded, see `chain::side`).
-    pub side_blocks: usize,
-    /// The mining policy.
-    pub mining: MiningPolicy,
-    /// Whether the miner is working now.
-    pub mining_active: bool,
-    /// Recent hashes per second.
-    pub hashrate: u64,
-    /// Connected peers.
-    pub peers: usize,
-    /// Whether blocks are being fetched from a peer.
-    pub syncing: bool,
-    /// Highest height a connected peer has reported (0 if none).
-    pub sync_target: u64,
-}
-
-/// What the node knows of a tx.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TxInfo {
-    /// The tx.
-    pub tx: Tx,
-    /// Height of the canonical block holding it, or `None` while it is pending.
-    pub height: Option<u64>,
-}
-
-/// A request to the node task.
-#[derive(Debug)]
-pub enum Command {
-    /// A new own write, with the sender of its receipt's status.
-    Submit {
-        /// The signed write.
-        tx: Tx,
-        /// Where to report its status.
-        status: watch::Sender<TxStatus>,
-        /// Answered once the node has taken the write (or refused it, which its status
-        /// then says). The store journals the write on disk before it sends this.
-        taken: oneshot::Sender<()>,
-    },
-    /// A tx from outside the store (a tool or a test).
-    PeerTx {
-        /// The tx.
-        tx: Tx,
-        /// The verdict.
-        reply: oneshot::Sender<Result<bool, SubmitError>>,
-    },
-    /// A block from a tool or a test.
-    Block {
-        /// The block.
-        block: Block,
-        /// The verdict.
-        reply: oneshot::Sender<Result<Accepted, BlockError>>,
-    },
-    /// Changes the mining policy.
-    SetMining(MiningPolicy),
-    /// Asks for a status snapshot.
-    Info(oneshot::Sender<ChainInfo>),
-    /// Asks for the canonical block at a height.
-    BlockAt(u64, oneshot::Sender<Option<Arc<Block>>>),
-    /// Asks for any known block by hash.
-    BlockByHash(BlockHash, oneshot::Sender<Option<Arc<Block>>>),
-    /// Asks for a tx in the chain or the mempool.
-    Tx(TxId, oneshot::Sender<Option<TxInfo>>),
-    /// Stops the miner and the task; answers once everything is on disk.
-    Shutdown(oneshot::Sender<()>),
 }
 
 /// A handle on a running node; cheap to clone.

@@ -2,12 +2,12 @@
 //! network, and the timers for hashrate, template refresh and peer polling.
 
 use super::sync::SyncState;
+use super::TxStatus;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::group_commit::JournalHandle;
 use crate::chain::side::Admission;
 use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId};
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
-use crate::store::TxStatus;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

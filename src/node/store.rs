@@ -5,43 +5,12 @@
 //! the shared index (a read lock held only while the lookup runs), so they never wait on
 //! mining, the disk or the network.
 
+use super::command::{Command, TxStatus};
 use crate::chain::group_commit::{JournalError, JournalHandle};
 use crate::chain::{now_ms, Hash, Index, Keypair, Op, Tx, TxError, TxId, Version};
-use crate::node::Command;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// What has become of a write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TxStatus {
-    /// Accepted by the node, waiting for a block (again, after a reorg removed it).
-    Pending,
-    /// In the canonical chain at `height`, fewer than the required confirmations deep.
-    Included {
-        /// Height of the block holding the write.
-        height: u64,
-    },
-    /// At least the required number of blocks deep (the block itself counts as one).
-    Confirmed {
-        /// Height of the block holding the write.
-        height: u64,
-        /// Confirmations when this status was reported.
-        depth: u64,
-    },
-    /// The node did not take the write.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl TxStatus {
-    /// Whether this status will not change any more.
-    pub fn is_final(&self) -> bool {
-        matches!(self, TxStatus::Confirmed { .. } | TxStatus::Failed { .. })
-    }
-}
 
 /// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
