@@ -79,7 +79,8 @@ fn s1_kill_a_miner_mid_block() {
 #[test]
 fn s2_kill_right_after_202_and_find_the_write_everywhere() {
     let (started, seed) = (Instant::now(), faultload::seed());
-    let mut c = Cluster::start(Options::new("s2", 3, 14), None);
+    // A block takes a few tens of ms: most writes are still pending when they are answered.
+    let mut c = Cluster::start(Options::new("s2", 3, 18), None);
     let eps = c.endpoints();
     let cfg = Config {
         clients: 2,
@@ -87,7 +88,7 @@ fn s2_kill_right_after_202_and_find_the_write_everywhere() {
     };
     let load = Workload::start(&eps, seed, cfg);
     confirm_more(&load, 2, Duration::from_secs(30), "before the kills");
-    let mut acked = Vec::new();
+    let (mut acked, mut pending) = (Vec::new(), 0);
     for round in 0..5 {
         let node = round % c.len();
         let (key, value) = (format!("ack{round}"), format!("s2-{round}-{seed}"));
@@ -114,10 +115,12 @@ fn s2_kill_right_after_202_and_find_the_write_everywhere() {
             start_ms,
             end_ms: load.history.now_ms(),
         });
-        assert!(
-            matches!(&outcome, Outcome::Accepted { status, .. } if status == "pending"),
-            "round {round}: expected 202 pending, got {outcome:?}"
-        );
+        // 202 pending, or 200 included when a block took it before the answer went out
+        // (both acknowledge the write without waiting for its confirmation).
+        let Outcome::Accepted { status, .. } = &outcome else {
+            panic!("seed {seed}: round {round}: the write was not acknowledged: {outcome:?}");
+        };
+        pending += usize::from(status == "pending");
         acked.push((key, value));
         c.restart(node);
         confirm_more(&load, 1, Duration::from_secs(30), "after a restart");
@@ -142,7 +145,8 @@ fn s2_kill_right_after_202_and_find_the_write_everywhere() {
         }
     }
     println!(
-        "faultload: all {} writes answered 202 before a kill are on every node",
+        "faultload: all {} writes acknowledged ({pending} of them 202 pending) right before a \
+         kill are on every node",
         acked.len()
     );
     finish(&mut c, load, seed);

@@ -12,7 +12,7 @@ use crate::{confirm_more, finish, took};
 use std::time::{Duration, Instant};
 
 /// Kill rounds.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 10;
 /// The stdout line of a node that cut its block log on start.
 const CUT: &str = "block log: cut a damaged tail at byte ";
 

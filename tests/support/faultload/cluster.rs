@@ -2,7 +2,8 @@
 //! (so that a restart comes back at the same address with the same peer id), started,
 //! killed with SIGKILL and restarted by the scenarios. Dropping the cluster kills every
 //! process it started, by pid, even when the test panics; a panicking test keeps the temp
-//! dir (its path is printed) and prints the tail of each node's log.
+//! dir (its path is printed; `KVCHAIN_FAULT_KEEP=1` keeps it always) and prints the tail
+//! of each node's log.
 
 use super::netns::Lan;
 use super::{connect_error, exchange, Answer, NetError, BIN};
@@ -414,11 +415,14 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+        let keep = std::env::var_os("KVCHAIN_FAULT_KEEP").is_some();
         if std::thread::panicking() {
             for (i, s) in self.slots.iter().enumerate() {
                 eprintln!("==== node {i} log {} ====", s.log().display());
                 eprintln!("{}", tail(&s.log(), 25));
             }
+        }
+        if std::thread::panicking() || keep {
             if let Some(tmp) = self.tmp.take() {
                 eprintln!("faultload: kept the cluster dir {}", tmp.keep().display());
             }
