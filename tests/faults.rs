@@ -13,6 +13,8 @@ mod faultload;
 mod log_kills;
 #[path = "faults/partition.rs"]
 mod partition;
+#[path = "faults/soak.rs"]
+mod soak;
 
 use faultload::checker::{self, Verdict};
 use faultload::cluster::{Cluster, Options};
