@@ -62,6 +62,27 @@ fn side_blocks_beyond_the_budget_are_refused() {
 }
 
 #[test]
+fn a_branch_a_sync_is_still_fetching_is_not_pruned_as_the_tip_moves() {
+    let mut chain = Chain::new(params());
+    grow(&mut chain, 4);
+    // A branch from height 1, as a sync from a peer with more work delivers it (its
+    // first three blocks tie with our tip, so they stay on the side).
+    let mut head = header_at(&chain, 1);
+    for salt in 0..3 {
+        let b = block_on(&head, vec![], 3000 + salt);
+        chain.process_block_as(b.clone(), Admission::Any).unwrap();
+        head = b.header;
+    }
+    chain.hold_branch(head.hash());
+    grow(&mut chain, SIDE_WINDOW_BLOCKS as u64 + 2);
+    assert_eq!(chain.side_blocks(), 3, "the held branch was pruned");
+    // The next batch still connects.
+    let next = block_on(&head, vec![], 0);
+    chain.process_block_as(next, Admission::Any).unwrap();
+    assert_eq!(chain.side_blocks(), 4);
+}
+
+#[test]
 fn side_blocks_out_of_the_window_are_dropped_as_the_tip_moves() {
     let mut chain = Chain::new(params());
     grow(&mut chain, 3);

@@ -63,9 +63,15 @@ pub fn admit(
 }
 
 /// Side blocks that can be dropped: leaves (no side block builds on them) whose work is
-/// more than the window behind the tip. Drops them from the tree and from `side`, again
-/// and again until none is left; returns the hashes that went.
-pub fn prune(tree: &mut BlockTree, side: &mut HashSet<BlockHash>, bits: u32) -> Vec<BlockHash> {
+/// more than the window behind the tip, except the heads in `keep` (branches a sync is
+/// still fetching). Drops them from the tree and from `side`, again and again until none
+/// is left; returns the hashes that went.
+pub fn prune(
+    tree: &mut BlockTree,
+    side: &mut HashSet<BlockHash>,
+    bits: u32,
+    keep: &HashSet<BlockHash>,
+) -> Vec<BlockHash> {
     let floor = tree.tip().work.saturating_sub(window_work(bits));
     let mut dropped = Vec::new();
     loop {
@@ -76,7 +82,7 @@ pub fn prune(tree: &mut BlockTree, side: &mut HashSet<BlockHash>, bits: u32) -> 
             .collect();
         let gone: Vec<BlockHash> = side
             .iter()
-            .filter(|h| !parents.contains(h))
+            .filter(|h| !parents.contains(h) && !keep.contains(h))
             .filter(|h| tree.get(h).is_some_and(|e| e.work < floor))
             .copied()
             .collect();

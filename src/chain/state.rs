@@ -20,10 +20,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// File name of the block log inside a data dir.
 pub const BLOCK_LOG: &str = "blocks.log";
 const LOG_MAGIC: &str = "kvchain-blocks-v1";
+/// How long a side branch a sync is fetching is kept from pruning after its last batch.
+const CLIMB_HOLD: Duration = Duration::from_secs(60);
+/// Most such branches held at once (one per peer being synced from, in practice).
+const MAX_CLIMBING: usize = 64;
 
 /// First frame of a block log: which network the blocks belong to.
 #[derive(Serialize, Deserialize)]
@@ -65,6 +70,8 @@ pub struct Chain {
     side: HashSet<BlockHash>,
     /// Blocks in the tree not yet in the block log (written when they join the chain).
     unlogged: HashSet<BlockHash>,
+    /// Heads of side branches a sync is still fetching, kept from pruning for a while.
+    climbing: HashMap<BlockHash, Instant>,
 }
 
 impl Chain {
@@ -79,6 +86,7 @@ impl Chain {
             log: None,
             side: HashSet::new(),
             unlogged: HashSet::new(),
+            climbing: HashMap::new(),
         }
     }
 
@@ -344,10 +352,30 @@ impl Chain {
     fn adopt(&mut self, best: BlockHash, bits: u32) -> Result<TipChange, BlockError> {
         self.write_branch(&best)?;
         let change = self.switch_to(best);
-        for gone in side::prune(&mut self.tree, &mut self.side, bits) {
+        let now = Instant::now();
+        self.climbing
+            .retain(|_, since| now.duration_since(*since) < CLIMB_HOLD);
+        let keep: HashSet<BlockHash> = self.climbing.keys().copied().collect();
+        for gone in side::prune(&mut self.tree, &mut self.side, bits, &keep) {
             self.unlogged.remove(&gone);
         }
         Ok(change)
+    }
+
+    /// Keeps the side branch ending at `head` from pruning for a while: a sync is still
+    /// fetching it, and the next batch builds on `head`.
+    pub fn hold_branch(&mut self, head: BlockHash) {
+        if self.climbing.len() >= MAX_CLIMBING {
+            if let Some(oldest) = self
+                .climbing
+                .iter()
+                .min_by_key(|(_, since)| **since)
+                .map(|(h, _)| *h)
+            {
+                self.climbing.remove(&oldest);
+            }
+        }
+        self.climbing.insert(head, Instant::now());
     }
 
     /// After a storage error: makes the best branch that could not be written canonical,

@@ -148,7 +148,13 @@ impl NodeTask {
                 response,
             } => match (request, response) {
                 (_, SyncResponse::Status(status)) => self.on_status(peer, status),
-                (_, SyncResponse::Blocks(blocks)) => self.on_blocks(peer, blocks),
+                (SyncRequest::Blocks { locator, .. }, SyncResponse::Blocks(blocks)) => {
+                    self.on_blocks(peer, &locator, blocks)
+                }
+                (_, SyncResponse::Blocks(_)) => {
+                    let reason = "answered a request for one block with a batch".to_string();
+                    self.penalize(peer, Offence::Invalid, reason);
+                }
                 (SyncRequest::Block(hash), SyncResponse::Block(block)) => {
                     self.on_block_by_hash(peer, hash, block)
                 }
@@ -356,12 +362,12 @@ impl NodeTask {
         });
     }
 
-    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>) {
+    /// A batch of blocks asked for with `locator`.
+    fn on_blocks(&mut self, peer: PeerId, locator: &[BlockHash], blocks: Vec<Block>) {
         if let Some(p) = self.sync.peers.get_mut(&peer) {
             p.fetching = None;
         }
-        if blocks.len() > MAX_SYNC_BLOCKS as usize {
-            let reason = format!("sent {} blocks, over the batch limit", blocks.len());
+        if let Err(reason) = check_batch(locator, &blocks, self.chain.params().genesis_hash()) {
             self.penalize(peer, Offence::Invalid, reason);
             return;
         }
@@ -396,8 +402,12 @@ impl NodeTask {
             match self.process_block_as(block, admission) {
                 Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
                 Err(BlockError::UnknownParent { .. }) => {
-                    let reason = "sync blocks do not connect".to_string();
-                    self.penalize(peer, Offence::Invalid, reason);
+                    // The batch starts after a hash we sent, so the peer did right; we
+                    // dropped that block since (a side branch pruned while the tip
+                    // moved). Start again from our canonical chain.
+                    tracing::debug!(%peer, "a synced batch starts after a block we no longer hold");
+                    let locator = self.locator();
+                    self.fetch_from(peer, locator);
                     return;
                 }
                 Err(e) if e.sender_at_fault() => {
@@ -420,6 +430,8 @@ impl NodeTask {
         // More may follow: continue from the last block received (it may be on a branch
         // that is not yet our best, so our own locator would only fetch it again).
         if count == MAX_SYNC_BLOCKS as usize || claims_more(self) {
+            // The next batch builds on `last`: keep its branch until it arrives.
+            self.chain.hold_branch(last);
             let mut locator = vec![last];
             locator.extend(self.locator().into_iter().take(MAX_LOCATOR - 1));
             self.fetch_from(peer, locator);
@@ -476,5 +488,77 @@ impl NodeTask {
             height += 1;
         }
         out
+    }
+}
+
+/// Checks a batch against the request it answers: at most `MAX_SYNC_BLOCKS` blocks, the
+/// first building on a hash of `locator` (or on genesis, when none of them is on the
+/// peer's chain), each next one on the one before. An honest peer's answer always
+/// passes, whatever has happened to our chain since we asked.
+fn check_batch(locator: &[BlockHash], blocks: &[Block], genesis: BlockHash) -> Result<(), String> {
+    if blocks.len() > MAX_SYNC_BLOCKS as usize {
+        return Err(format!(
+            "sent {} blocks, over the batch limit",
+            blocks.len()
+        ));
+    }
+    let Some(first) = blocks.first() else {
+        return Ok(());
+    };
+    let start = first.header.prev;
+    if start != genesis && !locator.contains(&start) {
+        return Err("sync blocks do not start after a hash we sent".into());
+    }
+    for pair in blocks.windows(2) {
+        if pair[1].header.prev != pair[0].hash() {
+            return Err("sync blocks do not connect".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Block, Header, Params};
+
+    fn chain_of(parent: BlockHash, n: u64) -> Vec<Block> {
+        let mut prev = parent;
+        (0..n)
+            .map(|i| {
+                let header = Header {
+                    version: 1,
+                    height: i + 1,
+                    prev,
+                    merkle: crate::chain::block::merkle_root(&[]),
+                    time: i,
+                    bits: 0,
+                    nonce: i,
+                };
+                prev = header.hash();
+                Block {
+                    header,
+                    txs: vec![],
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_must_start_after_a_hash_we_sent_and_connect() {
+        let genesis = Params::new("t", 1).unwrap().genesis_hash();
+        let asked = BlockHash::digest(b"a hash we sent");
+        let other = BlockHash::digest(b"a hash we did not send");
+        let locator = [asked, genesis];
+        assert!(check_batch(&locator, &[], genesis).is_ok());
+        assert!(check_batch(&locator, &chain_of(asked, 5), genesis).is_ok());
+        assert!(check_batch(&locator, &chain_of(genesis, 5), genesis).is_ok());
+        assert!(check_batch(&[asked], &chain_of(genesis, 1), genesis).is_ok());
+        assert!(check_batch(&locator, &chain_of(other, 5), genesis).is_err());
+        let mut broken = chain_of(asked, 5);
+        broken.remove(2);
+        assert!(check_batch(&locator, &broken, genesis).is_err());
+        let n = MAX_SYNC_BLOCKS as u64 + 1;
+        assert!(check_batch(&locator, &chain_of(asked, n), genesis).is_err());
     }
 }
