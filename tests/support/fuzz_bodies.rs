@@ -1453,9 +1453,9 @@ pub fn http_api(data: &[u8]) -> String {
     API.with(|api| {
         RUNTIME.with(|rt| {
             rt.block_on(async {
+                // A write may wait for its tx to be included (no miner here): cut it short.
                 let call = api.service.call(req);
-                let Ok(answer) = tokio::time::timeout(Duration::from_millis(300), call).await
-                else {
+                let Ok(answer) = tokio::time::timeout(Duration::from_millis(50), call).await else {
                     return "timeout".to_string();
                 };
                 let res = answer.expect("infallible");
