@@ -4,9 +4,7 @@
 //! [`chain`] holds the blockchain and the key-value index folded from it, and
 //! [`node`] runs the task that owns the chain state and drives the miner.
 
-pub mod attach;
 pub mod chain;
-pub mod client;
 pub mod codec;
 pub mod console;
 pub mod http;

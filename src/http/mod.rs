@@ -7,6 +7,7 @@
 //! ([`HttpConfig`]), and every refusal is a JSON error ([`error`]).
 
 mod chain;
+pub mod client;
 pub mod error;
 mod extract;
 pub mod guard;

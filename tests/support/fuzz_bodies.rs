@@ -1295,8 +1295,8 @@ pub fn console_parse(data: &[u8]) -> String {
     RUNTIME.with(|rt| {
         rt.block_on(async {
             let mut reader = tokio::io::BufReader::with_capacity(1 + data.len() % 64, data);
-            while let Ok(Some(line)) = kvchain::attach::read_line(&mut reader).await {
-                assert!(line.len() <= kvchain::attach::MAX_LINE);
+            while let Ok(Some(line)) = kvchain::console::socket::read_line(&mut reader).await {
+                assert!(line.len() <= kvchain::console::socket::MAX_LINE);
                 assert!(!line.ends_with('\n'));
             }
         })

@@ -182,7 +182,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     }
     tokio::spawn(sync_progress(handle.clone()));
     let console = Console::new(handle.clone(), Some(client));
-    let socket = kvchain::attach::serve(&opts.data_dir, console.clone())
+    let socket = kvchain::console::socket::serve(&opts.data_dir, console.clone())
         .context("cannot serve the console socket")?;
     println!(
         "console: type help; attach from elsewhere with: kvchain attach --data-dir {}",
@@ -241,7 +241,7 @@ async fn stdin_console(console: Console, quit: mpsc::Sender<()>) {
             print!("> ");
             let _ = std::io::stdout().flush();
         }
-        match kvchain::attach::read_line(&mut stdin).await {
+        match kvchain::console::socket::read_line(&mut stdin).await {
             Ok(Some(line)) => {
                 if console.run_line(&line, &out).await.1 == Flow::Quit {
                     let _ = quit.send(()).await;

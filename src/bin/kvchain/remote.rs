@@ -5,7 +5,7 @@
 //! or an error answer (a missing or wrong token included); 3 the node could not be
 //! reached; 4 a `--wait` ran out of time.
 
-use kvchain::client::{Client, ClientError};
+use kvchain::http::client::{Client, ClientError};
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -138,7 +138,7 @@ enum Command {
 #[derive(clap::Args)]
 struct RemoteArgs {
     /// The node's HTTP API.
-    #[arg(long, default_value = kvchain::client::DEFAULT_NODE)]
+    #[arg(long, default_value = kvchain::http::client::DEFAULT_NODE)]
     node: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -274,7 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Attach { data_dir, command } => {
             let dir = data_dir.unwrap_or_else(daemon::default_data_dir);
-            let socket = dir.join(kvchain::attach::SOCKET);
+            let socket = dir.join(kvchain::console::socket::SOCKET);
             let rt = tokio::runtime::Runtime::new()?;
             // Only a failed connect means there is no node; other errors speak for themselves.
             let context = |e: std::io::Error| match e.kind() {
@@ -284,9 +284,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => anyhow::Error::new(e),
             };
             let result = match command {
-                Some(cmd) => rt.block_on(kvchain::attach::run_once(&socket, &cmd)),
+                Some(cmd) => rt.block_on(kvchain::console::attach::run_once(&socket, &cmd)),
                 None => rt
-                    .block_on(kvchain::attach::interactive(&socket))
+                    .block_on(kvchain::console::attach::interactive(&socket))
                     .map(|()| true),
             };
             // Interactive stdin sits in a blocking read: do not wait for it.

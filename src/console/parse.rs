@@ -1,0 +1,242 @@
+//! The console language: a line is split into words (quotes and escapes as a shell
+//! would) and parsed into a [`ConsoleCommand`], or refused with a message saying why.
+
+use crate::chain::{BlockHash, Hash, TxId};
+use crate::node::MiningPolicy;
+use libp2p::Multiaddr;
+
+/// A block named by height or hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockRef {
+    /// By height on the canonical chain.
+    Height(u64),
+    /// By hash (64 hex digits).
+    Hash(BlockHash),
+}
+
+/// A console command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleCommand {
+    /// `put <key> <value>`
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// `get <key>`
+    Get(String),
+    /// `history <key>`
+    History(String),
+    /// `del <key>`
+    Del(String),
+    /// `status`
+    Status,
+    /// `digest`
+    Digest,
+    /// `peers`
+    Peers,
+    /// `chain [n]`
+    Chain(u64),
+    /// `block <height|hash>`
+    Block(BlockRef),
+    /// `tx <id>`
+    Tx(TxId),
+    /// `mine on|off|auto`
+    Mine(MiningPolicy),
+    /// `connect <multiaddr>`
+    Connect(Multiaddr),
+    /// `unban <peer id>`
+    Unban(libp2p::PeerId),
+    /// `help`
+    Help,
+    /// `quit`
+    Quit,
+}
+
+/// Help text, one command per line.
+pub const HELP: &str = "\
+put <key> <value>     write a value (quote values with spaces: put k \"a b\")
+get <key>             the latest value
+history <key>         every version, oldest first
+del <key>             delete a key (a tombstone in its history)
+status                height, tip, difficulty, peers, mempool, mining, sync, digest
+digest                hash of the whole index: equal on nodes that agree
+peers                 connected peers (with penalty points) and bans in force
+unban <peer id>       lift a ban before it runs out
+chain [n]             the last n blocks (default 10)
+block <height|hash>   one block and its transactions
+tx <id>               one transaction and where it is
+mine on|off|auto      mining policy (auto: only while writes wait)
+connect <multiaddr>   dial a peer
+help                  this text
+quit                  leave the console";
+
+/// Splits a line into words; double or single quotes group words, and inside double quotes
+/// a backslash escapes the next character.
+pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let Some(&first) = chars.peek() else { break };
+        let mut word = String::new();
+        if first == '"' || first == '\'' {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    c if c == first => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' if first == '"' => match chars.next() {
+                        Some(e) => word.push(e),
+                        None => break,
+                    },
+                    c => word.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("unclosed quote {first}"));
+            }
+            if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                return Err("a closing quote must end the word".into());
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                word.push(c);
+            }
+        }
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Parses a line; `Ok(None)` for an empty line.
+pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, String> {
+    let words = tokenize(line)?;
+    let Some((name, args)) = words.split_first() else {
+        return Ok(None);
+    };
+    let arity = |n: usize, usage: &str| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!("usage: {usage}"))
+        }
+    };
+    let cmd = match name.as_str() {
+        "put" => {
+            arity(2, "put <key> <value>")?;
+            ConsoleCommand::Put {
+                key: args[0].clone(),
+                value: args[1].clone(),
+            }
+        }
+        "get" => arity(1, "get <key>").map(|_| ConsoleCommand::Get(args[0].clone()))?,
+        "history" => arity(1, "history <key>").map(|_| ConsoleCommand::History(args[0].clone()))?,
+        "del" | "delete" => arity(1, "del <key>").map(|_| ConsoleCommand::Del(args[0].clone()))?,
+        "status" => arity(0, "status").map(|_| ConsoleCommand::Status)?,
+        "digest" => arity(0, "digest").map(|_| ConsoleCommand::Digest)?,
+        "peers" => arity(0, "peers").map(|_| ConsoleCommand::Peers)?,
+        "chain" => match args {
+            [] => ConsoleCommand::Chain(10),
+            [n] => ConsoleCommand::Chain(n.parse().map_err(|_| format!("not a count: {n}"))?),
+            _ => return Err("usage: chain [n]".into()),
+        },
+        "block" => {
+            arity(1, "block <height|hash>")?;
+            let a = &args[0];
+            match (a.parse::<u64>(), Hash::from_hex(a)) {
+                (Ok(h), _) => ConsoleCommand::Block(BlockRef::Height(h)),
+                (_, Some(hash)) => ConsoleCommand::Block(BlockRef::Hash(hash)),
+                _ => return Err(format!("not a height or a 64-digit hash: {a}")),
+            }
+        }
+        "tx" => {
+            arity(1, "tx <id>")?;
+            ConsoleCommand::Tx(
+                Hash::from_hex(&args[0])
+                    .ok_or_else(|| format!("not a 64-digit tx id: {}", args[0]))?,
+            )
+        }
+        "mine" => {
+            arity(1, "mine on|off|auto")?;
+            ConsoleCommand::Mine(args[0].parse()?)
+        }
+        "connect" => {
+            arity(1, "connect <multiaddr>")?;
+            ConsoleCommand::Connect(
+                args[0]
+                    .parse()
+                    .map_err(|e| format!("bad multiaddr {}: {e}", args[0]))?,
+            )
+        }
+        "unban" => {
+            arity(1, "unban <peer id>")?;
+            ConsoleCommand::Unban(
+                args[0]
+                    .parse()
+                    .map_err(|_| format!("not a peer id: {}", args[0]))?,
+            )
+        }
+        "help" | "?" => ConsoleCommand::Help,
+        "quit" | "exit" => ConsoleCommand::Quit,
+        other => return Err(format!("unknown command {other:?} (try help)")),
+    };
+    Ok(Some(cmd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizes_quotes_and_escapes() {
+        assert_eq!(tokenize(r#"put k "a b""#).unwrap(), vec!["put", "k", "a b"]);
+        assert_eq!(
+            tokenize(r#"put 'x y' "say \"hi\"""#).unwrap(),
+            vec!["put", "x y", r#"say "hi""#]
+        );
+        assert_eq!(tokenize("  get   k  ").unwrap(), vec!["get", "k"]);
+        assert_eq!(tokenize(r#"put k """#).unwrap(), vec!["put", "k", ""]);
+        assert!(tokenize(r#"put k "open"#).is_err());
+        assert!(tokenize(r#"put k "a"b"#).is_err());
+    }
+
+    #[test]
+    fn parses_commands_and_rejects_bad_ones() {
+        assert_eq!(
+            parse("put k \"v w\"").unwrap(),
+            Some(ConsoleCommand::Put {
+                key: "k".into(),
+                value: "v w".into()
+            })
+        );
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("chain").unwrap(), Some(ConsoleCommand::Chain(10)));
+        assert_eq!(
+            parse("block 5").unwrap(),
+            Some(ConsoleCommand::Block(BlockRef::Height(5)))
+        );
+        assert_eq!(
+            parse("mine off").unwrap(),
+            Some(ConsoleCommand::Mine(MiningPolicy::Off))
+        );
+        for bad in [
+            "put k",
+            "get",
+            "frobnicate",
+            "chain x",
+            "block zz",
+            "tx 12",
+            "mine maybe",
+            "connect nope",
+            "unban",
+            "unban not-a-peer",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
