@@ -17,6 +17,8 @@ pub const BAN_POINTS: f64 = 100.0;
 pub const DECAY_HALF_LIFE: Duration = Duration::from_secs(10 * 60);
 /// How long a ban lasts unless configured otherwise.
 pub const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(3600);
+/// Most points `Unresponsive` offences raise a score to, on their own.
+pub const UNRESPONSIVE_CAP: f64 = BAN_POINTS / 2.0;
 /// Most peers with a score kept at once; the lowest scores are forgotten first.
 pub const MAX_SCORED: usize = 4096;
 /// Most bans kept at once; the ones closest to expiry are lifted first.
@@ -30,7 +32,9 @@ pub enum Offence {
     /// enough: it bans at once, as Bitcoin Core discourages a peer on its first offence
     /// (and gossipsub's own scoring stops listening to it after one rejected message).
     Invalid,
-    /// Let a sync request time out, or claimed more work than it delivered.
+    /// Let a sync request time out, or claimed more work than it delivered. An honest
+    /// peer under load times out too, and an attacker can load it: these points alone
+    /// never reach a ban (they stop at [`UNRESPONSIVE_CAP`]), they only show in `peers`.
     Unresponsive,
     /// Kept sending faster than its rate limit (charged at most once a second).
     Flood,
@@ -121,7 +125,11 @@ impl Misbehaviour {
         if self.is_banned(&peer, now) {
             return None;
         }
-        let points = self.score(&peer, now) + offence.points();
+        let before = self.score(&peer, now);
+        let mut points = before + offence.points();
+        if offence == Offence::Unresponsive {
+            points = points.min(UNRESPONSIVE_CAP.max(before));
+        }
         if points < BAN_POINTS {
             if self.scores.len() >= MAX_SCORED && !self.scores.contains_key(&peer) {
                 self.forget_lowest(now);
@@ -239,22 +247,18 @@ mod tests {
         let mut m = Misbehaviour::new(DEFAULT_BAN_DURATION);
         let p = PeerId::random();
         let t0 = Instant::now();
-        for _ in 0..8 {
-            assert!(m
-                .penalize(p, Offence::Unresponsive, "slow", &[], t0)
-                .is_none());
+        for _ in 0..16 {
+            assert!(m.penalize(p, Offence::Flood, "fast", &[], t0).is_none());
         }
         assert_eq!(m.score(&p, t0), 80.0);
-        // One half-life later the points have halved: two more timeouts do not ban.
+        // One half-life later the points have halved: two more floods do not ban.
         let t1 = t0 + DECAY_HALF_LIFE;
         assert!((m.score(&p, t1) - 40.0).abs() < 1e-6);
         for _ in 0..2 {
-            assert!(m
-                .penalize(p, Offence::Unresponsive, "slow", &[], t1)
-                .is_none());
+            assert!(m.penalize(p, Offence::Flood, "fast", &[], t1).is_none());
         }
         assert!(!m.is_banned(&p, t1));
-        let ban = (0..5).find_map(|_| m.penalize(p, Offence::Unresponsive, "slow", &[], t1));
+        let ban = (0..15).find_map(|_| m.penalize(p, Offence::Flood, "fast", &[], t1));
         assert!(ban.is_some());
         assert!(m.is_banned(&p, t1));
         // Invalid data is proof enough on its own.
@@ -262,6 +266,30 @@ mod tests {
         assert!(m
             .penalize(q, Offence::Invalid, "bad pow", &[], t1)
             .is_some());
+    }
+
+    #[test]
+    fn timeouts_alone_never_ban_but_count_toward_one() {
+        let mut m = Misbehaviour::new(DEFAULT_BAN_DURATION);
+        let p = PeerId::random();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            assert!(m
+                .penalize(p, Offence::Unresponsive, "slow", &[], t0)
+                .is_none());
+        }
+        assert_eq!(m.score(&p, t0), UNRESPONSIVE_CAP);
+        assert!(!m.is_banned(&p, t0));
+        // A flood on top of them still adds up.
+        let ban = (0..11).find_map(|_| m.penalize(p, Offence::Flood, "fast", &[], t0));
+        assert!(ban.is_some());
+        // And timeouts never lower a higher score.
+        let q = PeerId::random();
+        for _ in 0..15 {
+            m.penalize(q, Offence::Flood, "fast", &[], t0);
+        }
+        m.penalize(q, Offence::Unresponsive, "slow", &[], t0);
+        assert_eq!(m.score(&q, t0), 75.0);
     }
 
     #[test]

@@ -1,22 +1,18 @@
-//! The node's side of the network: verdicts on gossip, and block sync. On connect, and
-//! every few seconds, peers are asked for their chain status; from a peer with more work
-//! the node fetches canonical blocks after a locator, in bounded batches, until it has
-//! caught up. A gossiped block whose parent is unknown starts the same fetch from its
-//! sender; a copy whose body does not match its header is dropped (its hash is not
-//! remembered as invalid) and the block is asked for by hash from other peers.
+//! Block sync as a state machine. It knows each connected peer's last chain status and
+//! which requests are out, and decides: a status arrives -> fetch from that peer or not;
+//! a batch arrives -> whether it answers what we asked; a mutated copy arrives -> which
+//! peers to ask for the block by hash. It never touches the chain: the node task gives it
+//! what it needs to know of ours ([`Ours`]) and carries out the [`Action`]s it returns.
 //!
-//! A peer is charged only for what it provably did (see [`BlockError::sender_at_fault`]):
-//! never for a block ahead of our clock, an unknown parent, a tx that became a replay, a
-//! full mempool or our own disk errors.
+//! On connect, and every few seconds, peers are asked for their chain status; from a peer
+//! with more work the node fetches canonical blocks after a locator, in bounded batches,
+//! until it has caught up. A peer is charged only for what it provably did: a batch that
+//! does not start after a hash we sent, or whose blocks do not chain, is its doing; a
+//! batch that starts after a block we have since dropped is ours.
 
-use super::task::NodeTask;
-use crate::chain::mempool::check_timestamp;
-use crate::chain::side::Admission;
-use crate::chain::{now_ms, Block, BlockError, BlockHash, SubmitError};
-use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
-use crate::net::{
-    ChainStatus, Gossip, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict,
-};
+use crate::chain::{Block, BlockHash};
+use crate::net::protocol::MAX_SYNC_BLOCKS;
+use crate::net::{ChainStatus, Offence, SyncRequest};
 use libp2p::PeerId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,6 +24,49 @@ const FETCH_DEADLINE: Duration = Duration::from_secs(45);
 const MAX_WANTED: usize = 64;
 /// Peers a block is asked for by hash when a mutated copy arrived.
 const REFETCH_PEERS: usize = 2;
+
+/// What sync decided the node should do.
+#[derive(Debug, PartialEq)]
+pub(super) enum Action {
+    /// Send `request` to `peer`.
+    Ask {
+        /// The peer.
+        peer: PeerId,
+        /// The request.
+        request: SyncRequest,
+    },
+    /// Charge `peer` for `offence`.
+    Charge {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        offence: Offence,
+        /// Why, for the log and `peers`.
+        reason: String,
+    },
+}
+
+/// What sync needs to know of our chain.
+pub(super) struct Ours<'a> {
+    /// The genesis hash (the network).
+    pub genesis: BlockHash,
+    /// Our tip.
+    pub tip: BlockHash,
+    /// Our tip's cumulative work.
+    pub work: u128,
+    /// Whether we hold a block.
+    pub known: &'a dyn Fn(&BlockHash) -> bool,
+}
+
+impl Ours<'_> {
+    /// Whether a peer's chain is one we must fetch: more work than ours, or as much work
+    /// on a tip we do not hold (a tie, which only a next block on one side breaks; to
+    /// break it, we need the other tip).
+    fn behind(&self, status: &ChainStatus) -> bool {
+        status.work() > self.work
+            || (status.work() == self.work && status.tip != self.tip && !(self.known)(&status.tip))
+    }
+}
 
 /// What the node knows of one connected peer.
 #[derive(Debug, Default)]
@@ -48,17 +87,19 @@ impl PeerSync {
 
 /// Sync progress across peers.
 #[derive(Debug, Default)]
-pub(super) struct SyncState {
+pub(super) struct Sync {
     peers: HashMap<PeerId, PeerSync>,
     /// Blocks asked for by hash, with when the ask runs out.
     wanted: HashMap<BlockHash, Instant>,
 }
 
-impl SyncState {
+impl Sync {
+    /// Connected peers.
     pub(super) fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
+    /// Whether a blocks request is out to any peer.
     pub(super) fn is_syncing(&self) -> bool {
         let now = Instant::now();
         self.peers.values().any(|p| p.is_fetching(now))
@@ -76,170 +117,140 @@ impl SyncState {
 
     /// Whether a peer last reported a different tip with exactly our work: a tie that
     /// first-seen fork choice never breaks by itself, only a new block does. Only a tip we
-    /// hold counts (a real tie is a block we fetch from the peer, see `is_ahead`), so a
+    /// hold counts (a real tie is a block we fetch from the peer, see [`Ours`]), so a
     /// peer cannot keep us mining empty blocks by claiming a made-up tip of equal work.
-    pub(super) fn tied_with(
-        &self,
-        tip: BlockHash,
-        work: u128,
-        known: impl Fn(&BlockHash) -> bool,
-    ) -> bool {
+    pub(super) fn tied_with(&self, ours: &Ours) -> bool {
         self.peers
             .values()
             .filter_map(|p| p.status.as_ref())
-            .any(|s| s.work() == work && s.tip != tip && known(&s.tip))
-    }
-}
-
-impl NodeTask {
-    /// Hands a command to the network without waiting; drops it (with a warning) when the
-    /// network is overloaded, never blocking the node task.
-    pub(super) fn send(&self, cmd: NetCommand) {
-        if let Some(net) = &self.net {
-            if !net.try_send(cmd) {
-                tracing::warn!("network is not keeping up; a command was dropped");
-            }
-        }
+            .any(|s| s.work() == ours.work && s.tip != ours.tip && (ours.known)(&s.tip))
     }
 
-    pub(super) fn on_net_event(&mut self, event: NetEvent) {
-        match event {
-            NetEvent::Gossip {
-                source,
-                id,
-                message,
-            } => {
-                let verdict = match message {
-                    Gossip::Tx(tx) => self.judge_tx(tx),
-                    Gossip::Block(block) => self.judge_block(source, block),
-                };
-                self.send(NetCommand::Validate {
-                    id,
-                    source,
-                    verdict,
-                });
-            }
-            NetEvent::PeerConnected(peer) => {
-                self.sync.peers.insert(peer, PeerSync::default());
-                self.send(NetCommand::Request {
-                    peer,
-                    request: SyncRequest::Status,
-                });
-            }
-            NetEvent::PeerDisconnected(peer) => {
-                self.sync.peers.remove(&peer);
-            }
-            NetEvent::Request { peer, id, request } => {
-                let response = match request {
-                    SyncRequest::Status => SyncResponse::Status(self.status()),
-                    SyncRequest::Blocks { locator, max } => {
-                        SyncResponse::Blocks(self.blocks_after(&locator, max))
-                    }
-                    SyncRequest::Block(hash) => {
-                        SyncResponse::Block(self.chain.block(&hash).map(|b| b.as_ref().clone()))
-                    }
-                };
-                tracing::trace!(%peer, "answered a sync request");
-                self.send(NetCommand::Respond { id, response });
-            }
-            NetEvent::Response {
-                peer,
-                request,
-                response,
-            } => match (request, response) {
-                (_, SyncResponse::Status(status)) => self.on_status(peer, status),
-                (SyncRequest::Blocks { locator, .. }, SyncResponse::Blocks(blocks)) => {
-                    self.on_blocks(peer, &locator, blocks)
-                }
-                (_, SyncResponse::Blocks(_)) => {
-                    let reason = "answered a request for one block with a batch".to_string();
-                    self.penalize(peer, Offence::Invalid, reason);
-                }
-                (SyncRequest::Block(hash), SyncResponse::Block(block)) => {
-                    self.on_block_by_hash(peer, hash, block)
-                }
-                (_, SyncResponse::Block(_)) => {}
-            },
-            NetEvent::RequestFailed {
-                peer,
-                request,
-                error,
-            } => {
-                tracing::debug!(%peer, %error, "sync request failed");
-                if let Some(p) = self.sync.peers.get_mut(&peer) {
-                    match request {
-                        SyncRequest::Blocks { .. } => p.fetching = None,
-                        SyncRequest::Block(hash) => {
-                            p.asking = None;
-                            // Ask again when the next copy comes, not only after the
-                            // deadline.
-                            self.sync.wanted.remove(&hash);
-                        }
-                        SyncRequest::Status => {}
-                    }
-                }
-            }
-        }
-    }
-
-    fn penalize(&self, peer: PeerId, offence: Offence, reason: String) {
-        self.send(NetCommand::Penalize {
+    /// A peer connected: ask for its status.
+    pub(super) fn connected(&mut self, peer: PeerId) -> Action {
+        self.peers.insert(peer, PeerSync::default());
+        Action::Ask {
             peer,
-            offence,
-            reason,
-        });
-    }
-
-    fn judge_tx(&mut self, tx: crate::chain::Tx) -> Verdict {
-        // Clocks differ: a tx stamped far from ours is not relayed, but nobody is charged.
-        if let Err(e) = check_timestamp(tx.timestamp(), now_ms()) {
-            tracing::debug!(tx = %tx.id(), error = %e, "ignored a relayed tx");
-            return Verdict::Ignore;
-        }
-        match self.accept_tx(tx) {
-            Ok(true) => Verdict::Accept,
-            Ok(false) | Err(SubmitError::AlreadyInChain(_)) | Err(SubmitError::Mempool(_)) => {
-                Verdict::Ignore
-            }
-            Err(SubmitError::Invalid(e)) => Verdict::Reject(format!("invalid tx: {e}")),
+            request: SyncRequest::Status,
         }
     }
 
-    fn judge_block(&mut self, source: PeerId, block: Block) -> Verdict {
-        let hash = block.hash();
-        let height = block.header.height;
-        match self.process_block_as(block, Admission::Gossip) {
-            Ok(_) => {
-                tracing::info!(block = %hash, height, from = %source, "accepted block");
-                Verdict::Accept
-            }
-            Err(BlockError::UnknownParent { .. }) => {
-                self.fetch_from(source, self.locator());
-                Verdict::Ignore
-            }
-            Err(e) => {
-                if e == BlockError::BodyMismatch {
-                    self.refetch(hash, source);
-                }
-                if e.sender_at_fault() {
-                    Verdict::Reject(format!("invalid block {hash}: {e}"))
-                } else {
-                    Verdict::Ignore
-                }
-            }
+    /// A peer left.
+    pub(super) fn disconnected(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
+    /// Ask every peer for its status.
+    pub(super) fn poll(&self) -> Vec<Action> {
+        self.peers
+            .keys()
+            .map(|&peer| Action::Ask {
+                peer,
+                request: SyncRequest::Status,
+            })
+            .collect()
+    }
+
+    /// A peer's status: fetch from it (after `locator`) if its chain is ahead of ours.
+    pub(super) fn on_status(
+        &mut self,
+        peer: PeerId,
+        status: ChainStatus,
+        ours: &Ours,
+        locator: impl FnOnce() -> Vec<BlockHash>,
+    ) -> Option<Action> {
+        if status.genesis != ours.genesis {
+            return Some(charge(peer, "status from another network"));
+        }
+        let behind = ours.behind(&status);
+        // Only connected peers are tracked: a late answer from one that left is dropped.
+        self.peers.get_mut(&peer)?.status = Some(status);
+        if behind {
+            self.fetch(peer, locator())
+        } else {
+            None
         }
     }
 
-    /// Asks up to [`REFETCH_PEERS`] peers other than `not_from` for the block `hash`,
-    /// whose copy from `not_from` did not match its header.
-    fn refetch(&mut self, hash: BlockHash, not_from: PeerId) {
+    /// Ask `peer` for blocks after `locator`, unless a fetch from it is under way.
+    pub(super) fn fetch(&mut self, peer: PeerId, locator: Vec<BlockHash>) -> Option<Action> {
+        // Only connected peers: a gossip source that left must not grow the map.
+        let state = self.peers.get_mut(&peer)?;
         let now = Instant::now();
-        self.sync.wanted.retain(|_, until| *until > now);
-        if self.sync.wanted.len() >= MAX_WANTED || self.sync.wanted.contains_key(&hash) {
+        if state.is_fetching(now) {
+            return None;
+        }
+        state.fetching = Some(now + FETCH_DEADLINE);
+        Some(Action::Ask {
+            peer,
+            request: SyncRequest::Blocks {
+                locator,
+                max: MAX_SYNC_BLOCKS,
+            },
+        })
+    }
+
+    /// Whether `peer` last claimed a chain ahead of ours.
+    pub(super) fn claims_more(&self, peer: &PeerId, ours: &Ours) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.status.as_ref())
+            .is_some_and(|s| ours.behind(s))
+    }
+
+    /// A batch answering our request with `locator`: `Err` with the charge when the
+    /// batch breaks the protocol, whatever our chain did meanwhile.
+    pub(super) fn batch_arrived(
+        &mut self,
+        peer: PeerId,
+        locator: &[BlockHash],
+        blocks: &[Block],
+        genesis: BlockHash,
+    ) -> Result<(), Action> {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.fetching = None;
+        }
+        check_batch(locator, blocks, genesis).map_err(|reason| charge(peer, &reason))
+    }
+
+    /// `peer` claimed more work and then had nothing after our locator: stop believing
+    /// the claim until it reports again, and charge it.
+    pub(super) fn claim_not_delivered(&mut self, peer: PeerId) -> Action {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.status = None;
+        }
+        Action::Charge {
+            peer,
+            offence: Offence::Unresponsive,
+            reason: "claimed more work than it delivered".into(),
+        }
+    }
+
+    /// A request failed (timed out, the stream closed, the peer left).
+    pub(super) fn request_failed(&mut self, peer: &PeerId, request: &SyncRequest) {
+        let Some(p) = self.peers.get_mut(peer) else {
             return;
+        };
+        match request {
+            SyncRequest::Blocks { .. } => p.fetching = None,
+            SyncRequest::Block(hash) => {
+                p.asking = None;
+                // Ask again when the next copy comes, not only after the deadline.
+                self.wanted.remove(hash);
+            }
+            SyncRequest::Status => {}
+        }
+    }
+
+    /// A copy of block `hash` from `not_from` did not match its header: ask up to
+    /// [`REFETCH_PEERS`] other peers for it by hash.
+    pub(super) fn refetch(&mut self, hash: BlockHash, not_from: PeerId) -> Vec<Action> {
+        let now = Instant::now();
+        self.wanted.retain(|_, until| *until > now);
+        if self.wanted.len() >= MAX_WANTED || self.wanted.contains_key(&hash) {
+            return Vec::new();
         }
         let peers: Vec<PeerId> = self
-            .sync
             .peers
             .iter_mut()
             .filter(|(p, s)| **p != not_from && s.asking.is_none_or(|d| d <= now))
@@ -250,244 +261,44 @@ impl NodeTask {
             })
             .collect();
         if peers.is_empty() {
-            return; // every peer is busy: gossip and the status poll will bring it
+            return Vec::new(); // every peer is busy: gossip and the status poll will bring it
         }
-        self.sync.wanted.insert(hash, now + FETCH_DEADLINE);
-        for peer in peers {
-            self.send(NetCommand::Request {
+        self.wanted.insert(hash, now + FETCH_DEADLINE);
+        peers
+            .into_iter()
+            .map(|peer| Action::Ask {
                 peer,
                 request: SyncRequest::Block(hash),
-            });
-        }
+            })
+            .collect()
     }
 
-    /// A block we asked for by hash.
-    fn on_block_by_hash(&mut self, peer: PeerId, hash: BlockHash, block: Option<Block>) {
-        if let Some(p) = self.sync.peers.get_mut(&peer) {
+    /// The answer to a by-hash request: `Err` with the charge for another block than
+    /// asked, `Ok(true)` if the block is still wanted (no other peer's copy came first).
+    pub(super) fn by_hash_arrived(
+        &mut self,
+        peer: PeerId,
+        hash: BlockHash,
+        block: Option<&Block>,
+    ) -> Result<bool, Action> {
+        if let Some(p) = self.peers.get_mut(&peer) {
             p.asking = None;
         }
-        let Some(block) = block else { return };
+        let Some(block) = block else {
+            return Ok(false);
+        };
         if block.hash() != hash {
-            self.penalize(
-                peer,
-                Offence::Invalid,
-                format!("sent another block than {hash}"),
-            );
-            return;
+            return Err(charge(peer, &format!("sent another block than {hash}")));
         }
-        if self.sync.wanted.remove(&hash).is_none() {
-            return; // another peer's copy came first
-        }
-        match self.process_block_as(block, Admission::Gossip) {
-            Ok(_) => tracing::info!(block = %hash, from = %peer, "fetched a block by hash"),
-            Err(BlockError::UnknownParent { .. }) => self.fetch_from(peer, self.locator()),
-            Err(e) if e.sender_at_fault() => {
-                if e == BlockError::BodyMismatch {
-                    self.refetch(hash, peer);
-                }
-                self.penalize(peer, Offence::Invalid, format!("invalid block {hash}: {e}"));
-            }
-            Err(_) => {}
-        }
+        Ok(self.wanted.remove(&hash).is_some())
     }
+}
 
-    fn status(&self) -> ChainStatus {
-        let tip = self.chain.tip();
-        ChainStatus {
-            genesis: self.chain.params().genesis_hash(),
-            tip: tip.hash,
-            height: tip.height,
-            total_work: tip.work.to_be_bytes(),
-        }
-    }
-
-    /// Asks every peer for its chain status.
-    pub(super) fn poll_peers(&mut self) {
-        self.statuses_stale = false;
-        let peers: Vec<PeerId> = self.sync.peers.keys().copied().collect();
-        for peer in peers {
-            self.send(NetCommand::Request {
-                peer,
-                request: SyncRequest::Status,
-            });
-        }
-    }
-
-    fn on_status(&mut self, peer: PeerId, status: ChainStatus) {
-        if status.genesis != self.chain.params().genesis_hash() {
-            self.penalize(peer, Offence::Invalid, "status from another network".into());
-            return;
-        }
-        let ahead = self.is_ahead(&status);
-        // Only connected peers are tracked: a late answer from one that left is dropped.
-        let Some(state) = self.sync.peers.get_mut(&peer) else {
-            return;
-        };
-        state.status = Some(status);
-        if ahead {
-            self.fetch_from(peer, self.locator());
-        }
-        // A tie with this peer may have started or ended: the miner may have to break it.
-        self.refresh_work();
-    }
-
-    /// Whether a peer's chain is one we must fetch: more work than ours, or as much work
-    /// on a tip we do not hold (a tie, which only a next block on one side breaks; to
-    /// break it, we need the other tip).
-    fn is_ahead(&self, status: &ChainStatus) -> bool {
-        let ours = self.chain.total_work();
-        status.work() > ours
-            || (status.work() == ours
-                && status.tip != self.chain.tip_hash()
-                && self.chain.block(&status.tip).is_none())
-    }
-
-    /// Asks `peer` for blocks after `locator`, unless a fetch from it is under way.
-    fn fetch_from(&mut self, peer: PeerId, locator: Vec<BlockHash>) {
-        // Only connected peers: a gossip source that left must not grow the map.
-        let Some(state) = self.sync.peers.get_mut(&peer) else {
-            return;
-        };
-        let now = Instant::now();
-        if state.is_fetching(now) {
-            return;
-        }
-        state.fetching = Some(now + FETCH_DEADLINE);
-        self.send(NetCommand::Request {
-            peer,
-            request: SyncRequest::Blocks {
-                locator,
-                max: MAX_SYNC_BLOCKS,
-            },
-        });
-    }
-
-    /// A batch of blocks asked for with `locator`.
-    fn on_blocks(&mut self, peer: PeerId, locator: &[BlockHash], blocks: Vec<Block>) {
-        if let Some(p) = self.sync.peers.get_mut(&peer) {
-            p.fetching = None;
-        }
-        if let Err(reason) = check_batch(locator, &blocks, self.chain.params().genesis_hash()) {
-            self.penalize(peer, Offence::Invalid, reason);
-            return;
-        }
-        let claims_more = |node: &NodeTask| {
-            node.sync
-                .peers
-                .get(&peer)
-                .and_then(|p| p.status.as_ref())
-                .is_some_and(|s| node.is_ahead(s))
-        };
-        let Some(last) = blocks.last().map(|b| b.hash()) else {
-            // Nothing after our locator, yet it claimed more work than we have (or as much
-            // on a tip we lack): such a chain always has blocks after our locator (it ends in
-            // genesis). Stop believing the claim until it reports again.
-            if claims_more(self) {
-                if let Some(p) = self.sync.peers.get_mut(&peer) {
-                    p.status = None;
-                }
-                let reason = "claimed more work than it delivered".to_string();
-                self.penalize(peer, Offence::Unresponsive, reason);
-            }
-            return;
-        };
-        let count = blocks.len();
-        // A branch from a peer that claims more work may climb toward our tip from
-        // outside the side-branch window; the claim is charged if it is not delivered.
-        let admission = match claims_more(self) {
-            true => Admission::Any,
-            false => Admission::Gossip,
-        };
-        for block in blocks {
-            match self.process_block_as(block, admission) {
-                Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
-                Err(BlockError::UnknownParent { .. }) => {
-                    // The batch starts after a hash we sent, so the peer did right; we
-                    // dropped that block since (a side branch pruned while the tip
-                    // moved). Start again from our canonical chain.
-                    tracing::debug!(%peer, "a synced batch starts after a block we no longer hold");
-                    let locator = self.locator();
-                    self.fetch_from(peer, locator);
-                    return;
-                }
-                Err(e) if e.sender_at_fault() => {
-                    self.penalize(
-                        peer,
-                        Offence::Invalid,
-                        format!("invalid block in sync: {e}"),
-                    );
-                    return;
-                }
-                // Ahead of our clock, or our disk failed: not the peer's doing. The rest
-                // of the batch builds on this block, so stop here and ask again later.
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "could not take a synced block");
-                    return;
-                }
-            }
-        }
-        tracing::info!(%peer, blocks = count, height = self.chain.height(), "synced blocks");
-        // More may follow: continue from the last block received (it may be on a branch
-        // that is not yet our best, so our own locator would only fetch it again).
-        if count == MAX_SYNC_BLOCKS as usize || claims_more(self) {
-            // The next batch builds on `last`: keep its branch until it arrives.
-            self.chain.hold_branch(last);
-            let mut locator = vec![last];
-            locator.extend(self.locator().into_iter().take(MAX_LOCATOR - 1));
-            self.fetch_from(peer, locator);
-        }
-    }
-
-    /// Hashes of the canonical chain, newest first: the last ten, then exponentially
-    /// spaced back to genesis.
-    fn locator(&self) -> Vec<BlockHash> {
-        let mut out = Vec::new();
-        let mut height = self.chain.height();
-        let mut step = 1;
-        loop {
-            if let Some(b) = self.chain.block_at(height) {
-                out.push(b.hash());
-            }
-            if height == 0 || out.len() >= MAX_LOCATOR - 1 {
-                break;
-            }
-            if out.len() >= 10 {
-                step *= 2;
-            }
-            height = height.saturating_sub(step);
-        }
-        let genesis = self.chain.params().genesis_hash();
-        if out.last() != Some(&genesis) {
-            out.push(genesis);
-        }
-        out
-    }
-
-    /// Canonical blocks after the first locator hash on our chain (after genesis if none),
-    /// bounded in count and bytes.
-    fn blocks_after(&self, locator: &[BlockHash], max: u32) -> Vec<Block> {
-        let start = locator
-            .iter()
-            .take(MAX_LOCATOR)
-            .find(|h| self.chain.tree().is_canonical(h))
-            .and_then(|h| self.chain.tree().get(h))
-            .map_or(1, |e| e.height + 1);
-        let max = max.min(MAX_SYNC_BLOCKS) as usize;
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        let mut height = start;
-        while out.len() < max {
-            let Some(block) = self.chain.block_at(height) else {
-                break;
-            };
-            bytes += block.size();
-            if bytes > MAX_SYNC_BYTES && !out.is_empty() {
-                break;
-            }
-            out.push(block.as_ref().clone());
-            height += 1;
-        }
-        out
+fn charge(peer: PeerId, reason: &str) -> Action {
+    Action::Charge {
+        peer,
+        offence: Offence::Invalid,
+        reason: reason.to_string(),
     }
 }
 
@@ -516,7 +327,6 @@ fn check_batch(locator: &[BlockHash], blocks: &[Block], genesis: BlockHash) -> R
     }
     Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

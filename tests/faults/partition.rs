@@ -84,6 +84,12 @@ fn s5_partition_both_halves_mine_then_heal() {
         a.0, a.1, b.0, b.1
     );
     assert_ne!(a.1, b.1, "the halves should have diverged");
+    // Each half's block at a height well below both tips: forks inside a half (two
+    // miners each) have settled there, and above the cut it is that half's own.
+    let deep = a.0.min(b.0).saturating_sub(10).max(a_cut + 2);
+    let a_deep = block_hash(&eps, 0, deep).expect("half A's block");
+    let b_deep = block_hash(&eps, 2, deep).expect("half B's block");
+    assert_ne!(a_deep, b_deep, "the halves share height {deep}");
     let healed_ms = load.history.now_ms();
     lan.heal();
     println!("faultload: healed");
@@ -91,8 +97,8 @@ fn s5_partition_both_halves_mine_then_heal() {
     let history = load.history.clone();
     let verdict = finish(&mut c, load, seed);
     // Which half's branch survived: the one whose pre-heal tip is on the final chain.
-    let a_won = block_hash(&eps, 0, a.0).as_deref() == Some(a.1.as_str());
-    let b_won = block_hash(&eps, 0, b.0).as_deref() == Some(b.1.as_str());
+    let a_won = block_hash(&eps, 0, deep).as_deref() == Some(a_deep.as_str());
+    let b_won = block_hash(&eps, 0, deep).as_deref() == Some(b_deep.as_str());
     assert!(
         a_won != b_won,
         "exactly one half's tip should survive (A {a_won}, B {b_won})"

@@ -1,7 +1,7 @@
 //! The node task's loop: commands from handles, blocks from the miner, events from the
 //! network, and the timers for hashrate, template refresh and peer polling.
 
-use super::sync::SyncState;
+use super::sync::Sync;
 use super::TxStatus;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::group_commit::JournalHandle;
@@ -43,8 +43,10 @@ impl Tracked {
     }
 }
 
+mod network;
+
 pub(super) struct NodeTask {
-    pub(super) chain: Chain,
+    chain: Chain,
     journal: Option<JournalHandle>,
     miner: Miner,
     receipts: HashMap<TxId, Tracked>,
@@ -54,10 +56,10 @@ pub(super) struct NodeTask {
     hashrate: u64,
     /// New txs arrived since the miner's template was made.
     work_stale: bool,
-    pub(super) net: Option<NetClient>,
-    pub(super) sync: SyncState,
+    net: Option<NetClient>,
+    sync: Sync,
     /// Our tip moved since peers last told us theirs.
-    pub(super) statuses_stale: bool,
+    statuses_stale: bool,
     /// A block could not be written to the block log; retried every second.
     unwritten: bool,
     metrics: Arc<NodeMetrics>,
@@ -85,7 +87,7 @@ impl NodeTask {
             hashrate: 0,
             work_stale: false,
             net,
-            sync: SyncState::default(),
+            sync: Sync::default(),
             statuses_stale: false,
             unwritten: false,
             metrics: config.metrics.clone(),
@@ -257,7 +259,7 @@ impl NodeTask {
     }
 
     /// Adds a tx to the mempool and schedules a new template.
-    pub(super) fn accept_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
+    fn accept_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
         let new = match self.chain.submit_tx(tx) {
             Ok(new) => new,
             Err(e) => {
@@ -293,12 +295,12 @@ impl NodeTask {
     }
 
     /// Runs a block through the chain; on a tip change updates receipts and the miner.
-    pub(super) fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
+    fn process_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
         self.process_block_as(block, Admission::Any)
     }
 
     /// Like [`NodeTask::process_block`] for a block from a peer, admitted as `admission`.
-    pub(super) fn process_block_as(
+    fn process_block_as(
         &mut self,
         block: Block,
         admission: Admission,
@@ -408,11 +410,7 @@ impl NodeTask {
             MiningPolicy::Auto => {
                 !self.chain.mempool().is_empty()
                     || !self.receipts.is_empty()
-                    || self
-                        .sync
-                        .tied_with(self.chain.tip_hash(), self.chain.total_work(), |h| {
-                            self.chain.block(h).is_some()
-                        })
+                    || self.with_ours(|ours| self.sync.tied_with(ours))
             }
         };
         self.mining_active = active;
