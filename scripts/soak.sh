@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KVCHAIN_SOAK_SECS="${KVCHAIN_SOAK_SECS:-600}"
-exec cargo test --test faults -- --ignored soak --nocapture
+# Release build: nodes run as they would in use (a debug build verifies signatures and
+# hashes blocks many times slower). KVCHAIN_SOAK_DIFFICULTY sets the difficulty (22).
+exec cargo test --release --test faults -- --ignored soak --nocapture

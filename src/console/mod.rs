@@ -40,6 +40,28 @@ pub fn show_value(value: &[u8]) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch as a UTC date, `2026-11-24T02:14:41.123Z`.
+pub fn utc(ms: u64) -> String {
+    let (days, rem) = (ms / 86_400_000, ms % 86_400_000);
+    // Days to a civil date (H. Hinnant's algorithm), valid for any u64 day count here.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1_000 % 60,
+        rem % 1_000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
 fn show_version(v: &Version) -> String {
     let what = match &v.value {
         Some(value) => format!("put {}", show_value(value)),
@@ -116,7 +138,28 @@ impl Console {
                     say(show_version(v));
                 }
             }
-            ConsoleCommand::Status => {
+            ConsoleCommand::Status { json: true } => {
+                let i = self.node.info().await.ok_or("node stopped")?;
+                let v = serde_json::json!({
+                    "network_id": i.network_id,
+                    "difficulty": i.difficulty,
+                    "height": i.height,
+                    "tip": i.tip.to_string(),
+                    "total_work": i.total_work.to_string(),
+                    "peers": i.peers,
+                    "mempool": i.mempool,
+                    "orphans": i.orphans,
+                    "side_blocks": i.side_blocks,
+                    "mining": i.mining.to_string(),
+                    "mining_active": i.mining_active,
+                    "hashrate": i.hashrate,
+                    "syncing": i.syncing,
+                    "sync_target": i.sync_target,
+                    "digest": store.digest().to_string(),
+                });
+                say(v.to_string());
+            }
+            ConsoleCommand::Status { json: false } => {
                 let i = self.node.info().await.ok_or("node stopped")?;
                 say(format!(
                     "network: {} (difficulty {} bits)",
@@ -175,10 +218,11 @@ impl Console {
                 for h in (height.saturating_sub(n.saturating_sub(1))..=height).rev() {
                     if let Some(b) = self.node.block_at(h).await {
                         say(format!(
-                            "{h} {} {} txs time {}",
+                            "{h} {} {} txs time {} ({})",
                             b.hash(),
                             b.txs.len(),
-                            b.header.time
+                            b.header.time,
+                            utc(b.header.time)
                         ));
                     }
                 }
@@ -207,9 +251,11 @@ impl Console {
                     .height
                     .map_or("pending".to_string(), |h| format!("in block {h}"));
                 say(format!(
-                    "tx {}: {op} by {} ({at})",
+                    "tx {}: {op} by {}, time {} ({}) ({at})",
                     info.tx.id(),
-                    info.tx.author()
+                    info.tx.author(),
+                    info.tx.timestamp(),
+                    utc(info.tx.timestamp())
                 ));
             }
             ConsoleCommand::Mine(policy) => {
@@ -241,7 +287,13 @@ fn block_lines(b: &Arc<crate::chain::Block>) -> String {
         format!("block {} height {}", b.hash(), h.height),
         format!("prev {}", h.prev),
         format!("merkle {}", h.merkle),
-        format!("time {} bits {} nonce {}", h.time, h.bits, h.nonce),
+        format!(
+            "time {} ({}) bits {} nonce {}",
+            h.time,
+            utc(h.time),
+            h.bits,
+            h.nonce
+        ),
         format!("{} txs", b.txs.len()),
     ];
     for tx in &b.txs {
@@ -279,6 +331,15 @@ fn follow(mut receipt: crate::node::Receipt, out: Output) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shows_times_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        // The genesis time, and a leap day.
+        assert_eq!(utc(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
+        assert_eq!(utc(951_782_400_000 + 1_234), "2000-02-29T00:00:01.234Z");
+        assert_eq!(utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn shows_binary_values_as_hex() {

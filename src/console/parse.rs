@@ -30,8 +30,11 @@ pub enum ConsoleCommand {
     History(String),
     /// `del <key>`
     Del(String),
-    /// `status`
-    Status,
+    /// `status [--json]`: for people, or one line of JSON for scripts.
+    Status {
+        /// Whether to answer in JSON.
+        json: bool,
+    },
     /// `digest`
     Digest,
     /// `peers`
@@ -60,7 +63,7 @@ put <key> <value>     write a value (quote values with spaces: put k \"a b\")
 get <key>             the latest value
 history <key>         every version, oldest first
 del <key>             delete a key (a tombstone in its history)
-status                height, tip, difficulty, peers, mempool, mining, sync, digest
+status [--json]       height, tip, difficulty, peers, mempool, mining, sync, digest
 digest                hash of the whole index: equal on nodes that agree
 peers                 connected peers (with penalty points) and bans in force
 unban <peer id>       lift a ban before it runs out
@@ -137,7 +140,11 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, String> {
         "get" => arity(1, "get <key>").map(|_| ConsoleCommand::Get(args[0].clone()))?,
         "history" => arity(1, "history <key>").map(|_| ConsoleCommand::History(args[0].clone()))?,
         "del" | "delete" => arity(1, "del <key>").map(|_| ConsoleCommand::Del(args[0].clone()))?,
-        "status" => arity(0, "status").map(|_| ConsoleCommand::Status)?,
+        "status" => match args {
+            [] => ConsoleCommand::Status { json: false },
+            [flag] if flag == "--json" => ConsoleCommand::Status { json: true },
+            _ => return Err("usage: status [--json]".into()),
+        },
         "digest" => arity(0, "digest").map(|_| ConsoleCommand::Digest)?,
         "peers" => arity(0, "peers").map(|_| ConsoleCommand::Peers)?,
         "chain" => match args {

@@ -20,7 +20,13 @@ fn soak_random_kills_restarts_and_partitions() {
     let mut rng = Rng::new(seed, 901);
     let nodes = 4;
     let lan = netns::unavailable().is_none().then(|| Lan::new(nodes, 2));
-    let mut c = Cluster::start(Options::new("soak", nodes, 14), lan);
+    // A block every second or two on this machine's release build, as a LAN network
+    // would be run (a block every few milliseconds would only measure replay speed).
+    let difficulty = std::env::var("KVCHAIN_SOAK_DIFFICULTY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(22);
+    let mut c = Cluster::start(Options::new("soak", nodes, difficulty), lan);
     let load = Workload::start(
         &c.endpoints(),
         seed,

@@ -2,6 +2,7 @@
 //! network and the node, serves the console on stdin and on the data dir's socket, and
 //! shuts down cleanly on `quit`, SIGINT or SIGTERM.
 
+use crate::node_file;
 use anyhow::{bail, Context, Result};
 use kvchain::chain::Params;
 use kvchain::console::{Console, Flow};
@@ -164,9 +165,15 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         listening.wait_for(|a| !a.is_empty()),
     )
     .await;
+    let p2p: Vec<String> = listening
+        .borrow()
+        .iter()
+        .map(|a| format!("{a}/p2p/{}", client.peer_id()))
+        .collect();
     for addr in listening.borrow().iter() {
         println!("listening on {addr}");
     }
+    let mut http_url = None;
     if let Some(addr) = opts.http {
         let state = ApiState {
             node: handle.clone(),
@@ -179,11 +186,27 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
             .await
             .with_context(|| format!("cannot serve HTTP on {addr}"))?;
         println!("http: listening on http://{bound}");
+        http_url = Some(format!("http://{bound}"));
     }
     tokio::spawn(sync_progress(handle.clone()));
+    let peer_id = client.peer_id().to_string();
     let console = Console::new(handle.clone(), Some(client));
     let socket = kvchain::console::socket::serve(&opts.data_dir, console.clone())
         .context("cannot serve the console socket")?;
+    let info_file = node_file::write(
+        &opts.data_dir,
+        &node_file::NodeFile {
+            pid: std::process::id(),
+            peer_id,
+            network: params.network().to_string(),
+            network_id: params.network_id(),
+            difficulty: params.difficulty(),
+            p2p,
+            http: http_url,
+            console: socket.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )?;
     println!(
         "console: type help; attach from elsewhere with: kvchain attach --data-dir {}",
         opts.data_dir.display()
@@ -199,6 +222,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     }
     handle.shutdown().await;
     let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_file(info_file);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The `kvchain` command line: parses arguments and runs the chosen subcommand.
 
 mod daemon;
+mod node_file;
 mod remote;
 
 use anyhow::{Context, Result};
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 use kvchain::chain::pow;
 use kvchain::node::MiningPolicy;
 use libp2p::Multiaddr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -122,6 +124,9 @@ enum Command {
         /// Run one command, print its reply and exit (non-zero if it failed).
         #[arg(short = 'c', long)]
         command: Option<String>,
+        /// With `-c status`: answer in one line of JSON.
+        #[arg(long, requires = "command")]
+        json: bool,
     },
     /// Measure this machine's mining speed and the block time it gives at each difficulty.
     Hashrate {
@@ -204,7 +209,11 @@ fn init_logs(filter: Option<String>, file: Option<PathBuf>) -> Result<()> {
                 .with_writer(std::sync::Mutex::new(f))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        // Colours only for a person at a terminal, not for a file stderr is captured in.
+        None => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     Ok(())
 }
@@ -272,7 +281,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Attach { data_dir, command } => {
+        Command::Attach {
+            data_dir,
+            command,
+            json,
+        } => {
+            let command = command.map(|c| if json { format!("{c} --json") } else { c });
             let dir = data_dir.unwrap_or_else(daemon::default_data_dir);
             let socket = dir.join(kvchain::console::socket::SOCKET);
             let rt = tokio::runtime::Runtime::new()?;
