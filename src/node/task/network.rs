@@ -104,15 +104,11 @@ impl NodeTask {
                 (SyncRequest::Blocks { locator, .. }, SyncResponse::Blocks(blocks)) => {
                     self.on_blocks(peer, &locator, blocks)
                 }
-                (_, SyncResponse::Blocks(_)) => self.act([Action::Charge {
-                    peer,
-                    offence: Offence::Invalid,
-                    reason: "answered a request for one block with a batch".into(),
-                }]),
                 (SyncRequest::Block(hash), SyncResponse::Block(block)) => {
                     self.on_block_by_hash(peer, hash, block)
                 }
-                (_, SyncResponse::Block(_)) => {}
+                // The service charges and drops an answer of another kind than asked.
+                _ => {}
             },
             NetEvent::RequestFailed {
                 peer,
