@@ -3,11 +3,11 @@
 //! branch causes a reorg that undoes and redoes the index block by block.
 
 use super::block::{merkle_root, Block, Header, BLOCK_VERSION};
-use super::crypto::{self, BlockHash, TxId};
+use super::crypto::{BlockHash, TxId};
 pub use super::errors::{OpenError, SubmitError};
 use super::index::Index;
 use super::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
-use super::log::{FrameLog, Recovery};
+use super::log::FrameLog;
 use super::mempool::{Mempool, MempoolLimits};
 use super::now_ms;
 use super::params::Params;
@@ -15,27 +15,19 @@ use super::side::{self, Admission};
 use super::tree::{BlockTree, Entry};
 use super::tx::Tx;
 use super::validate::{check_standalone, BlockError};
-use crate::codec::{self, MAX_MESSAGE_BYTES};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+mod disk;
+mod rules;
+
 /// File name of the block log inside a data dir.
 pub const BLOCK_LOG: &str = "blocks.log";
-const LOG_MAGIC: &str = "kvchain-blocks-v1";
 /// How long a side branch a sync is fetching is kept from pruning after its last batch.
 const CLIMB_HOLD: Duration = Duration::from_secs(60);
 /// Most such branches held at once (one per peer being synced from, in practice).
 const MAX_CLIMBING: usize = 64;
-
-/// First frame of a block log: which network the blocks belong to.
-#[derive(Serialize, Deserialize)]
-struct LogHeader {
-    magic: String,
-    genesis: BlockHash,
-}
 
 /// How the canonical chain changed.
 #[derive(Debug, Clone, Default)]
@@ -88,66 +80,6 @@ impl Chain {
             unlogged: HashSet::new(),
             climbing: HashMap::new(),
         }
-    }
-
-    /// Opens the chain stored in `dir`: reads the block log, cuts a damaged tail, rebuilds
-    /// the tree, picks the best chain and folds the index from it.
-    pub fn open(params: Params, dir: &Path) -> Result<(Chain, Option<Recovery>), OpenError> {
-        let path = dir.join(BLOCK_LOG);
-        let io = |source| OpenError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let (mut log, frames, recovery) = FrameLog::open(&path).map_err(io)?;
-        let mut chain = Chain::new(params);
-        let mut frames = frames.into_iter();
-        match frames.next() {
-            None => {
-                let header = LogHeader {
-                    magic: LOG_MAGIC.into(),
-                    genesis: chain.params.genesis_hash(),
-                };
-                log.append(&codec::encode(&header)).map_err(io)?;
-            }
-            Some(first) => {
-                let header: Option<LogHeader> = codec::decode(&first, 1024).ok();
-                match header {
-                    Some(h) if h.magic == LOG_MAGIC && h.genesis == chain.params.genesis_hash() => {
-                    }
-                    other => {
-                        return Err(OpenError::WrongNetwork {
-                            found: other.map_or("unreadable".into(), |h| h.genesis.to_hex()),
-                            expected: chain.params.genesis_hash().to_hex(),
-                        })
-                    }
-                }
-            }
-        }
-        let mut loaded = 0usize;
-        for frame in frames {
-            let block: Block = match codec::decode(&frame, MAX_MESSAGE_BYTES) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping undecodable block in the log");
-                    continue;
-                }
-            };
-            // Blocks in our own log passed every check when they were written, and the
-            // frame checksum guards the bytes: skip the signature checks and the clock.
-            match chain.accept_block(block, true, Admission::Any) {
-                Ok(_) => loaded += 1,
-                Err(e) => tracing::warn!(error = %e, "skipping a block in the log"),
-            }
-        }
-        chain.log = Some(log);
-        tracing::info!(
-            blocks = loaded,
-            height = chain.height(),
-            tip = %chain.tip_hash(),
-            "block log loaded"
-        );
-        Ok((chain, recovery))
     }
 
     /// The consensus parameters.
@@ -390,26 +322,6 @@ impl Chain {
         Some(self.adopt(best, bits))
     }
 
-    /// Writes the blocks of the branch to `tip` that are not in the log yet, oldest
-    /// first, before they become canonical.
-    fn write_branch(&mut self, tip: &BlockHash) -> Result<(), BlockError> {
-        let Some(log) = &mut self.log else {
-            return Ok(());
-        };
-        let (_, branch) = self.tree.branch_to(tip);
-        for hash in branch {
-            if !self.unlogged.contains(&hash) {
-                continue;
-            }
-            if let Some(entry) = self.tree.get(&hash) {
-                log.append(&codec::encode(&*entry.block))
-                    .map_err(|e| BlockError::Storage(e.to_string()))?;
-            }
-            self.unlogged.remove(&hash);
-        }
-        Ok(())
-    }
-
     /// Runs the rules that need the parent's chain, then stores the block in the tree, as
     /// a side block until it joins the canonical chain (and is written to the log then).
     /// The parent must be in the tree.
@@ -420,70 +332,6 @@ impl Chain {
         self.side.insert(hash);
         if !trusted && self.log.is_some() {
             self.unlogged.insert(hash);
-        }
-        Ok(())
-    }
-
-    fn check_in_context(&self, block: &Block, trusted: bool) -> Result<(), BlockError> {
-        let h = &block.header;
-        let Some(parent) = self.tree.get(&h.prev) else {
-            return Err(BlockError::UnknownParent { parent: h.prev });
-        };
-        if h.height != parent.height + 1 {
-            return Err(BlockError::WrongHeight {
-                got: h.height,
-                want: parent.height + 1,
-            });
-        }
-        let median = self.tree.median_time(&parent.hash);
-        if h.time <= median {
-            return Err(BlockError::TimeTooOld {
-                time: h.time,
-                median,
-            });
-        }
-        self.check_not_in_ancestors(block, parent)?;
-        if !trusted {
-            // Txs already in our mempool were verified when they arrived. The id does not
-            // cover the signature, so only the very same signature counts as verified:
-            // otherwise a forged signature on a pending tx would pass here and fail on
-            // nodes that never saw the tx, splitting the network.
-            let unverified: Vec<_> = block
-                .txs
-                .iter()
-                .filter(|tx| {
-                    self.mempool
-                        .get(&tx.id())
-                        .is_none_or(|m| m.signature() != tx.signature())
-                })
-                .map(|tx| (tx.author(), tx.id(), tx.signature()))
-                .collect();
-            if let Err(i) = crypto::verify_batch(&unverified) {
-                return Err(BlockError::BadSignature(unverified[i].1));
-            }
-        }
-        Ok(())
-    }
-
-    /// No tx of `block` may already be in the chain it extends (replay protection).
-    fn check_not_in_ancestors(&self, block: &Block, parent: &Entry) -> Result<(), BlockError> {
-        // Walk the side branch (if any) back to the canonical chain, collecting its txs;
-        // below the fork point the canonical tx index answers.
-        let mut side = HashSet::new();
-        let mut fork_height = parent.height;
-        for e in self.tree.ancestors(&parent.hash) {
-            if self.tree.canonical_at(e.height) == Some(e.hash) {
-                fork_height = e.height;
-                break;
-            }
-            side.extend(e.block.txs.iter().map(Tx::id));
-        }
-        for tx in &block.txs {
-            let id = tx.id();
-            let in_canonical = self.tx_heights.get(&id).is_some_and(|&h| h <= fork_height);
-            if in_canonical || side.contains(&id) {
-                return Err(BlockError::TxAlreadyInChain(id));
-            }
         }
         Ok(())
     }
