@@ -33,8 +33,8 @@ done
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "--jobs takes a positive number" >&2; exit 2; }
 [[ "$secs" =~ ^[0-9]+$ && "$secs" -gt 0 ]] || { echo "the budget must be a positive number" >&2; exit 2; }
 
-# Targets, in order, with what each covers: read from the bodies file (one source of truth).
-bodies=tests/support/fuzz_bodies.rs
+# Targets, in order, with what each covers: read from the list in the bodies' mod.rs.
+bodies=tests/support/fuzz/mod.rs
 targets_with_about() {
     awk '/^ *Target \{/ { t = 1 } t && /name:/ { n = $0; sub(/.*name: "/, "", n); sub(/".*/, "", n) }
          t && /about:/ { a = $0; sub(/.*about: "/, "", a); sub(/",$/, "", a); print n "\t" a; t = 0 }' "$bodies"

@@ -1,6 +1,6 @@
 //! Fuzz targets for every decoder and validator, run for a wall-clock budget.
 //!
-//! One test per target (bodies in `support/fuzz_bodies.rs`). Each case is an input made
+//! One test per target (bodies in `support/fuzz/`). Each case is an input made
 //! by a seeded RNG: random bytes, or a valid input (a seed, or a kept input that reached
 //! an outcome not seen before) with a few byte-level mutations. Bodies read structure
 //! into their input where it matters (which topic, which header field to change...), so
@@ -18,7 +18,7 @@
 //!   runs one input (printed in hex, and saved under `target/fuzz-failures/`, on a failure).
 
 mod common;
-#[path = "support/fuzz_bodies.rs"]
+#[path = "support/fuzz/mod.rs"]
 mod fuzz_bodies;
 #[path = "support/decode_harness.rs"]
 mod harness;
@@ -319,7 +319,7 @@ macro_rules! fuzz_tests {
             }
         )*
 
-        /// Every target in `support/fuzz_bodies.rs` has a test here, and no test lacks one.
+        /// Every target in `support/fuzz/` has a test here, and no test lacks one.
         #[test]
         fn every_target_has_a_test() {
             let mut tests = vec![$(stringify!($name)),*];
