@@ -3,34 +3,24 @@
 //! loopback (port 0, no mDNS, temp data dir); every wait is a bounded poll, and every
 //! node is stopped by pid when its guard drops.
 
+#[path = "support/http_proc.rs"]
+mod http_proc;
+
 use serde_json::Value;
-use std::fs::File;
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kvchain");
+use http_proc::BIN;
 /// Bound on a node start and on any one client command (mining included).
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Calls `f` every 50 ms until it gives `Some`; panics with `what` after `limit`.
-fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A `kvchain node` child with stdout and stderr in files of its temp dir; dropping it
 /// sends SIGTERM to its pid, then SIGKILL if it has not exited within 5 s.
 struct Node {
-    child: Child,
+    proc: http_proc::NodeProc,
     url: String,
     dir: TempDir,
 }
@@ -38,34 +28,14 @@ struct Node {
 impl Node {
     fn start(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-        let child = Command::new(BIN)
-            .arg("node")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .args(["--difficulty", "12", "--http", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(err).expect("stderr file"))
-            .spawn()
-            .expect("spawn kvchain node");
-        let mut node = Node {
-            child,
-            url: String::new(),
-            dir,
-        };
-        node.url = poll("the node's `http: listening on` line", LIMIT, || {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("node exited early ({status}): {}", node.logs());
-            }
-            let text = std::fs::read_to_string(&out).unwrap_or_default();
-            text.lines()
-                .find_map(|l| l.strip_prefix("http: listening on "))
-                .map(str::to_string)
+        let proc = http_proc::start_node(dir.path(), extra).unwrap_or_else(|e| {
+            panic!("node exited early: {e}");
         });
-        node
+        Node {
+            url: proc.url.clone(),
+            proc,
+            dir,
+        }
     }
 
     /// Runs `kvchain ARGS --node URL`.
@@ -95,17 +65,17 @@ impl Drop for Node {
         if thread::panicking() {
             eprintln!("node at {}:{}", self.url, self.logs());
         }
-        let pid = self.child.id().to_string();
+        let pid = self.proc.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
-            if !matches!(self.child.try_wait(), Ok(None)) {
+            if !matches!(self.proc.child.try_wait(), Ok(None)) {
                 return;
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
     }
 }
 

@@ -2,7 +2,10 @@
 //! pid when dropped, and one-shot runs of the command-line client.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "node_info.rs"]
+pub mod node_info;
 
 /// A `kvchain node` process serving HTTP on loopback; killed by pid when dropped.
 pub struct NodeProc {
@@ -41,23 +44,20 @@ pub fn start_node(dir: &std::path::Path, extra: &[&str]) -> Result<NodeProc, Str
         child,
         url: String::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-            return Err(format!("{status}: {stderr}"));
+    let pid = node.child.id();
+    let child = &mut node.child;
+    let info = node_info::wait_node_info(&dir.join("data"), pid, Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(None))
+    })
+    .map_err(|e| {
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        match node.child.try_wait() {
+            Ok(Some(status)) => format!("{status}: {stderr}"),
+            _ => format!("{e}: {stderr}"),
         }
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if let Some(url) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("http: listening on "))
-        {
-            node.url = url.to_string();
-            return Ok(node);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the node did not serve HTTP within 60 s");
+    })?;
+    node.url = info.http.ok_or("the node serves no HTTP API")?;
+    Ok(node)
 }
 
 /// Runs `kvchain ARGS` with `KVCHAIN_TOKEN` set to `env_token` (or unset); exit code,

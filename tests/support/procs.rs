@@ -3,6 +3,9 @@
 //! drops. Every wait here is a bounded poll; a test that fails prints the tail of each
 //! node's log and the stdout lines it saw, so that failures can be debugged from CI output.
 
+#[path = "node_info.rs"]
+mod node_info;
+
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -348,17 +351,13 @@ pub struct Status {
 }
 
 impl Status {
-    /// Parses the reply of `status`.
+    /// Reads the reply of `status --json`.
     pub fn parse(out: &str) -> Option<Status> {
-        let field = |name: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-        };
+        let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
         Some(Status {
-            height: field("height:")?.parse().ok()?,
-            tip: field("tip:")?,
-            peers: field("peers:")?.parse().ok()?,
+            height: v["height"].as_u64()?,
+            tip: v["tip"].as_str()?.to_string(),
+            peers: usize::try_from(v["peers"].as_u64()?).ok()?,
         })
     }
 }
@@ -369,7 +368,7 @@ pub struct Node {
     pub proc: Proc,
     pub dir: PathBuf,
     pub peer_id: String,
-    /// From the first `listening on` line: a full /ip4/../tcp/../p2p/.. address.
+    /// Its first p2p address from `node.json`: a full /ip4/../tcp/../p2p/.. address.
     pub addr: String,
     /// The startup `height: N tip T` line.
     pub start_line: String,
@@ -386,14 +385,15 @@ impl Node {
     pub fn start_in(name: &str, tmp: TempDir, spec: &Spec) -> Node {
         let (dir, log) = (tmp.path().join("data"), tmp.path().join("node.log"));
         let mut proc = Proc::spawn(name, &spec.args(&dir), &log, spec.stdin);
-        let prefix = |p: &'static str| move |l: &str| l.starts_with(p);
-        let peer_id = proc.wait_line("`peer id:`", SHORT, prefix("peer id: "));
-        let start_line = proc.wait_line("`height: N tip T`", SHORT, prefix("height: "));
-        let addr = proc.wait_line("`listening on`", SHORT, prefix("listening on "));
-        proc.wait_line("`console:`", SHORT, prefix("console: "));
+        // What the node is and where it listens, from the file it writes once it serves
+        // its console; the startup line is kept for tests of what it prints.
+        let pid = proc.child.id();
+        let info = node_info::wait_node_info(&dir, pid, SHORT, || proc.running())
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", proc.log_text()));
+        let start_line = proc.wait_line("`height: N tip T`", SHORT, |l| l.starts_with("height: "));
         Node {
-            peer_id: peer_id["peer id: ".len()..].to_string(),
-            addr: addr["listening on ".len()..].to_string(),
+            peer_id: info.peer_id,
+            addr: info.p2p.first().cloned().expect("a p2p address"),
             start_line,
             proc,
             dir,
@@ -417,9 +417,9 @@ impl Node {
         attach(&self.dir, cmd)
     }
 
-    /// The node's `status`.
+    /// The node's `status --json`.
     pub fn status(&self) -> Status {
-        let out = self.attach("status").ok();
+        let out = self.attach("status --json").ok();
         Status::parse(&out).unwrap_or_else(|| panic!("unparsable status: {out}"))
     }
 

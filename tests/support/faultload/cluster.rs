@@ -297,28 +297,24 @@ impl Cluster {
         self.slots[i].child = Some(child);
         self.slots[i].starts += 1;
         let start = Instant::now();
-        let out = loop {
-            let text = std::fs::read(self.slots[i].stdout()).unwrap_or_default();
-            let text = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
-            if text.contains("\nhttp: listening on ") {
-                break text;
-            }
-            let child = self.slots[i].child.as_mut().expect("child");
-            if let Ok(Some(status)) = child.try_wait() {
-                self.slots[i].child = None;
+        // The node writes node.json once it serves HTTP and its console.
+        let data = self.data_dir(i);
+        let child = self.slots[i].child.as_mut().expect("child");
+        let ready = super::node_info::wait_node_info(&data, pid, START_WAIT, || {
+            matches!(child.try_wait(), Ok(None))
+        });
+        let info = match ready {
+            Ok(info) => info,
+            Err(e) => {
+                let text = std::fs::read(self.slots[i].stdout()).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
                 panic!(
-                    "node {i} exited ({status}) before serving HTTP:\n{text}\n{}",
+                    "node {i} is not up: {e}\n{text}\n{}",
                     tail(&self.slots[i].log(), 30)
                 );
             }
-            assert!(
-                start.elapsed() < START_WAIT,
-                "node {i} did not serve HTTP within {START_WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(25));
         };
-        let peer = out.lines().find_map(|l| l.strip_prefix("peer id: "));
-        self.slots[i].peer_id = Some(peer.expect("a `peer id:` line").trim().to_string());
+        self.slots[i].peer_id = Some(info.peer_id);
         let n = self.slots[i].starts;
         println!(
             "faultload: node {i} up (start {n}, pid {pid}) after {:.1} s",

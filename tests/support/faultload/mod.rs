@@ -12,6 +12,8 @@
 pub mod checker;
 pub mod cluster;
 pub mod netns;
+#[path = "../node_info.rs"]
+pub mod node_info;
 pub mod workload;
 
 use std::io::{ErrorKind, Read, Write};
