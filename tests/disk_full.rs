@@ -18,7 +18,6 @@ use common::{block_on, key, params, put};
 use kvchain::chain::state::BLOCK_LOG;
 use kvchain::chain::{BlockError, Chain};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -108,25 +107,6 @@ fn a_failed_block_append_is_cut_back_and_the_block_taken_when_space_returns() {
     assert_eq!(chain.height(), 2);
 }
 
-fn addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://").parse().unwrap()
-}
-
-fn put_at(at: SocketAddr, key: &str, value: &str) -> raw_http::Raw {
-    let request = format!(
-        "PUT /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{value}",
-        value.len()
-    );
-    raw_http::exchange(at, &request)
-}
-
-fn get_at(at: SocketAddr, key: &str) -> Option<String> {
-    let request =
-        format!("GET /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    let answer = raw_http::exchange(at, &request);
-    (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
-}
-
 #[test]
 fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,10 +115,13 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
         return;
     };
     let mut node = http_proc::start_node(dir.path(), &["--mine", "off"]).expect("node starts");
-    let at = addr(&node.url);
+    let at = raw_http::url_addr(&node.url);
     let mut acked = Vec::new();
     for i in 0..10 {
-        assert_eq!(put_at(at, &format!("k{i}"), &format!("v{i}")).status, 202);
+        assert_eq!(
+            raw_http::put(at, &format!("k{i}"), &format!("v{i}")).status,
+            202
+        );
         acked.push(i);
     }
 
@@ -146,7 +129,7 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
     // The journal's last page may still hold a few records; then the disk is full.
     let mut refused = None;
     for i in 10..1_000 {
-        let answer = put_at(at, &format!("k{i}"), &format!("v{i}"));
+        let answer = raw_http::put(at, &format!("k{i}"), &format!("v{i}"));
         match answer.status {
             202 => acked.push(i),
             507 => {
@@ -159,7 +142,11 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
     let body = refused.expect("a write on a full disk was refused");
     assert!(body.contains("insufficient_storage"), "{body}");
     // Reads are still served.
-    assert_eq!(get_at(at, "k0"), None, "nothing is mined with mining off");
+    assert_eq!(
+        raw_http::get_value(at, "k0"),
+        None,
+        "nothing is mined with mining off"
+    );
     let status = raw_http::exchange(
         at,
         "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
@@ -169,7 +156,10 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
     // Space returns: writes are taken again, at once.
     std::fs::remove_file(filler).unwrap();
     for i in 1_000..1_010 {
-        assert_eq!(put_at(at, &format!("k{i}"), &format!("v{i}")).status, 202);
+        assert_eq!(
+            raw_http::put(at, &format!("k{i}"), &format!("v{i}")).status,
+            202
+        );
         acked.push(i);
     }
 
@@ -177,7 +167,7 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
     node.child.wait().unwrap();
     drop(node);
     let node = http_proc::start_node(dir.path(), &["--mine", "auto"]).expect("node restarts");
-    let at = addr(&node.url);
+    let at = raw_http::url_addr(&node.url);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut missing = acked.clone();
     while !missing.is_empty() {
@@ -185,7 +175,9 @@ fn writes_fail_with_507_on_a_full_disk_and_none_acknowledged_is_lost() {
             Instant::now() < deadline,
             "acknowledged writes lost: {missing:?}"
         );
-        missing.retain(|i| get_at(at, &format!("k{i}")).as_deref() != Some(&format!("v{i}")));
+        missing.retain(|i| {
+            raw_http::get_value(at, &format!("k{i}")).as_deref() != Some(&format!("v{i}"))
+        });
         std::thread::sleep(Duration::from_millis(50));
     }
     let cut: Vec<_> = std::fs::read_dir(&data)

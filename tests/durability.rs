@@ -8,31 +8,10 @@ mod http_proc;
 mod raw_http;
 
 use http_proc::start_node;
-use std::net::SocketAddr;
+use raw_http::{get_value as get, put, url_addr as addr};
 use std::time::{Duration, Instant};
 
 const WRITES: usize = 40;
-
-fn addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://")
-        .parse()
-        .expect("host:port")
-}
-
-fn put(at: SocketAddr, key: &str, value: &str) -> u16 {
-    let request = format!(
-        "PUT /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{value}",
-        value.len()
-    );
-    raw_http::exchange(at, &request).status
-}
-
-fn get(at: SocketAddr, key: &str) -> Option<String> {
-    let request =
-        format!("GET /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    let answer = raw_http::exchange(at, &request);
-    (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
-}
 
 #[test]
 fn writes_answered_202_survive_a_kill_right_after() {
@@ -42,7 +21,7 @@ fn writes_answered_202_survive_a_kill_right_after() {
     let at = addr(&node.url);
     for i in 0..WRITES {
         assert_eq!(
-            put(at, &format!("k{i}"), &format!("v{i}")),
+            put(at, &format!("k{i}"), &format!("v{i}")).status,
             202,
             "write {i}"
         );

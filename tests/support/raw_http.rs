@@ -173,3 +173,27 @@ pub fn open_watch(addr: SocketAddr) -> Result<TcpStream, Raw> {
         }
     }
 }
+
+/// `PUT /kvs/KEY` with `value` as the body, on a connection of its own.
+pub fn put(addr: SocketAddr, key: &str, value: &str) -> Raw {
+    let request = format!(
+        "PUT /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{value}",
+        value.len()
+    );
+    exchange(addr, &request)
+}
+
+/// The value `GET /kvs/KEY` answers with 200, as text; `None` for any other answer.
+pub fn get_value(addr: SocketAddr, key: &str) -> Option<String> {
+    let request =
+        format!("GET /kvs/{key} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let answer = exchange(addr, &request);
+    (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
+}
+
+/// A node's `http://host:port` URL as a socket address.
+pub fn url_addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .parse()
+        .expect("an http://host:port URL")
+}
