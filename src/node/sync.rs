@@ -87,13 +87,13 @@ impl PeerSync {
 
 /// Sync progress across peers.
 #[derive(Debug, Default)]
-pub(super) struct Sync {
+pub(super) struct BlockSync {
     peers: HashMap<PeerId, PeerSync>,
     /// Blocks asked for by hash, with when the ask runs out.
     wanted: HashMap<BlockHash, Instant>,
 }
 
-impl Sync {
+impl BlockSync {
     /// Connected peers.
     pub(super) fn peer_count(&self) -> usize {
         self.peers.len()

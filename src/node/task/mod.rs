@@ -1,7 +1,7 @@
 //! The node task's loop: commands from handles, blocks from the miner, events from the
 //! network, and the timers for hashrate, template refresh and peer polling.
 
-use super::sync::Sync;
+use super::sync::BlockSync;
 use super::TxStatus;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::group_commit::JournalHandle;
@@ -57,7 +57,7 @@ pub(super) struct NodeTask {
     /// New txs arrived since the miner's template was made.
     work_stale: bool,
     net: Option<NetClient>,
-    sync: Sync,
+    sync: BlockSync,
     /// Our tip moved since peers last told us theirs.
     statuses_stale: bool,
     /// A block could not be written to the block log; retried every second.
@@ -87,7 +87,7 @@ impl NodeTask {
             hashrate: 0,
             work_stale: false,
             net,
-            sync: Sync::default(),
+            sync: BlockSync::default(),
             statuses_stale: false,
             unwritten: false,
             metrics: config.metrics.clone(),
