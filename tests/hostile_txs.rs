@@ -13,7 +13,6 @@ use common::{key, params};
 use hostile_peer::*;
 use kvchain::chain::mempool::{MempoolLimits, MAX_TX_AGE_MS, MAX_TX_FUTURE_MS};
 use kvchain::chain::{now_ms, Keypair, Op, Tx};
-use kvchain::codec;
 use kvchain::net::Names;
 use kvchain::node::MiningPolicy;
 use std::time::Duration;
@@ -35,9 +34,9 @@ async fn judged(node: &TestNode, first: &Tx) -> (u32, bool) {
     let mut answer = quiet(&params);
     m.join(&node.addr, node.net.peer_id(), &mut answer).await;
     let before = HonestState::of(&node.handle).await;
-    m.publish(false, codec::encode(first));
+    m.publish_txs(std::slice::from_ref(first));
     let marker = tx_at(&key(50), "marker", rand_nonce(), now_ms());
-    m.publish(false, codec::encode(&marker));
+    m.publish_txs(&[marker.clone()]);
     let (h, id) = (node.handle.clone(), marker.id());
     let ok = m
         .run_until(LIMIT, &mut answer, async move {
@@ -123,7 +122,7 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
         for i in 0..500 {
             let n = chunk * 500 + i;
             let tx = tx_at(&authors[(n % AUTHORS) as usize], "flood", n, now);
-            while !m.publish(false, codec::encode(&tx)) {
+            while !m.publish_txs(std::slice::from_ref(&tx)) {
                 m.run_for(Duration::from_millis(5), &mut answer).await;
             }
             sent += 1;

@@ -14,6 +14,7 @@ pub mod miner;
 pub mod params;
 pub mod pow;
 pub mod side;
+pub mod sigcache;
 pub mod state;
 pub mod tree;
 pub mod tx;
@@ -25,7 +26,7 @@ pub use index::{Index, Version};
 pub use miner::Miner;
 pub use params::Params;
 pub use state::{Accepted, Chain, OpenError, SubmitError, TipChange};
-pub use tx::{Op, Tx, TxError};
+pub use tx::{Op, Tx, TxError, VerifiedTx};
 pub use validate::BlockError;
 
 /// Milliseconds since the Unix epoch by the local clock.

@@ -233,6 +233,47 @@ impl Tx {
     }
 }
 
+/// A tx whose signature this node has checked, or that it signed itself: what the
+/// mempool takes without checking again. Only the constructors below make one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTx(Tx);
+
+impl VerifiedTx {
+    /// Makes and signs a write with this node's key (its signature is good by making).
+    pub fn sign(
+        keypair: &Keypair,
+        op: Op,
+        nonce: u64,
+        timestamp: u64,
+    ) -> Result<VerifiedTx, TxError> {
+        Tx::new(keypair, op, nonce, timestamp).map(VerifiedTx)
+    }
+
+    /// Checks `tx`'s signature.
+    pub fn check(tx: Tx) -> Result<VerifiedTx, TxError> {
+        tx.verify_signature()?;
+        Ok(VerifiedTx(tx))
+    }
+
+    /// Checks the signatures of `txs` together (batch verification: about twice as fast
+    /// as one by one); on failure, the position of the first bad one.
+    pub fn check_all(txs: Vec<Tx>) -> Result<Vec<VerifiedTx>, usize> {
+        let items: Vec<_> = txs.iter().map(|t| (t.author, t.id, t.sig)).collect();
+        crypto::verify_batch(&items)?;
+        Ok(txs.into_iter().map(VerifiedTx).collect())
+    }
+
+    /// The tx.
+    pub fn tx(&self) -> &Tx {
+        &self.0
+    }
+
+    /// The tx, giving up the proof.
+    pub fn into_tx(self) -> Tx {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +307,16 @@ mod tests {
         };
         assert_ne!(forged.id(), tx.id());
         assert_eq!(forged.verify_signature(), Err(TxError::BadSignature));
+        assert_eq!(
+            VerifiedTx::check(forged.clone()),
+            Err(TxError::BadSignature)
+        );
+        let good = VerifiedTx::check(tx.clone()).map(VerifiedTx::into_tx);
+        assert_eq!(good.as_ref(), Ok(&tx));
+        assert_eq!(
+            VerifiedTx::check_all(vec![tx.clone(), forged, tx]).err(),
+            Some(1)
+        );
     }
 
     #[test]

@@ -109,8 +109,9 @@ impl Default for Limits {
 /// A message carried by gossip.
 #[derive(Clone, Debug)]
 pub enum Gossip {
-    /// A transaction.
-    Tx(Tx),
+    /// Transactions, one to [`protocol::MAX_GOSSIP_TXS`] of them: a node gossips its
+    /// writes in batches, as one message per batch costs far less than one per tx.
+    Txs(Vec<Tx>),
     /// A block.
     Block(Block),
 }

@@ -18,6 +18,10 @@ pub const MAX_RESPONSE_BYTES: usize = MAX_SYNC_BYTES + 2 * MAX_MESSAGE_BYTES;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Most hashes in a block locator.
 pub const MAX_LOCATOR: usize = 64;
+/// Most txs in one gossip message; a batch with more is invalid.
+pub const MAX_GOSSIP_TXS: usize = 1024;
+/// A node closes a batch of its own txs once it holds this many bytes of them.
+pub const GOSSIP_BATCH_BYTES: usize = 256 * 1024;
 
 /// Protocol names and topics for one network.
 #[derive(Clone, Debug)]
@@ -53,17 +57,17 @@ impl Names {
 
     /// The gossipsub protocol prefix.
     pub fn gossipsub_prefix(&self) -> String {
-        format!("/kvchain/{}/meshsub", self.network_id)
+        format!("/kvchain/{}/meshsub2", self.network_id)
     }
 
     /// What identify announces; peers that announce anything else are on another network.
     pub fn identify_version(&self) -> String {
-        format!("/kvchain/{}/1", self.network_id)
+        format!("/kvchain/{}/2", self.network_id)
     }
 
     /// Gossip topic for transactions.
     pub fn tx_topic(&self) -> String {
-        format!("kvchain/{}/tx", self.network_id)
+        format!("kvchain/{}/txs", self.network_id)
     }
 
     /// Gossip topic for blocks.

@@ -2,7 +2,7 @@
 //! mining policy, and the status of a write, of a tx and of the chain. A leaf of the
 //! node module: the task, the node handle and the store all import it.
 
-use crate::chain::{Accepted, Block, BlockError, BlockHash, SubmitError, Tx, TxId};
+use crate::chain::{Accepted, Block, BlockError, BlockHash, SubmitError, Tx, TxId, VerifiedTx};
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
@@ -119,8 +119,8 @@ pub struct TxInfo {
 pub enum Command {
     /// A new own write, with the sender of its receipt's status.
     Submit {
-        /// The signed write.
-        tx: Tx,
+        /// The write, signed with the node's key.
+        tx: VerifiedTx,
         /// Where to report its status.
         status: watch::Sender<TxStatus>,
         /// Answered once the node has taken the write (or refused it, which its status

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod store;
 mod sync;
 mod task;
+mod verify;
 
 use crate::chain::group_commit::JournalHandle;
 use crate::chain::journal::Journal;

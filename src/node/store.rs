@@ -7,7 +7,7 @@
 
 use super::command::{Command, TxStatus};
 use crate::chain::group_commit::{JournalError, JournalHandle};
-use crate::chain::{now_ms, Hash, Index, Keypair, Op, Tx, TxError, TxId, Version};
+use crate::chain::{now_ms, Hash, Index, Keypair, Op, TxError, TxId, VerifiedTx, Version};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -149,13 +149,13 @@ impl Store {
     /// Signs `op` with the node key and hands it to the node.
     pub async fn write(&self, op: Op) -> Result<Receipt, StoreError> {
         let nonce = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
-        let tx = Tx::new(&self.keypair, op, nonce, now_ms())?;
+        let tx = VerifiedTx::sign(&self.keypair, op, nonce, now_ms())?;
         let (status_tx, status_rx) = watch::channel(TxStatus::Pending);
-        let receipt = Receipt::new(tx.id(), status_rx);
+        let receipt = Receipt::new(tx.tx().id(), status_rx);
         // Answer only once the write is on disk: a receipt, an HTTP 202 or a console
         // `pending` must survive a crash right after it. Concurrent writes share an fsync.
         if let Some(journal) = &self.journal {
-            journal.add(tx.clone()).await?;
+            journal.add(tx.tx().clone()).await?;
         }
         let (taken, was_taken) = oneshot::channel();
         self.commands

@@ -124,7 +124,15 @@ pub fn decode_all(bytes: &[u8]) -> ([bool; 3], Usage) {
     let (tx, u_tx) = measure(|| codec::decode::<Tx>(bytes, MAX_MESSAGE_BYTES));
     let (block, u_block) = measure(|| codec::decode::<Block>(bytes, MAX_MESSAGE_BYTES));
     let (header, u_header) = measure(|| codec::decode::<Header>(bytes, MAX_MESSAGE_BYTES));
-    for (what, u) in [("Tx", u_tx), ("Block", u_block), ("Header", u_header)] {
+    // A gossiped batch of txs.
+    let (_, u_batch) = measure(|| codec::decode::<Vec<Tx>>(bytes, MAX_MESSAGE_BYTES));
+    let all = [
+        ("Tx", u_tx),
+        ("Block", u_block),
+        ("Header", u_header),
+        ("Vec<Tx>", u_batch),
+    ];
+    for (what, u) in all {
         assert!(
             u.largest <= MAX_MESSAGE_BYTES,
             "decoding {} bytes as {what} made a single allocation of {} bytes (limit {}); input starts {}",

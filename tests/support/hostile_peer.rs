@@ -106,16 +106,7 @@ impl Hostile {
     /// A hostile peer of the network `names`, subscribed to both topics.
     pub fn new(names: &Names) -> Hostile {
         let key = identity::Keypair::generate_ed25519();
-        let config = gossipsub::ConfigBuilder::default()
-            .protocol_id_prefix(names.gossipsub_prefix())
-            .max_transmit_size(4 << 20)
-            .heartbeat_interval(Duration::from_millis(200))
-            .validation_mode(gossipsub::ValidationMode::Permissive)
-            .build()
-            .unwrap();
-        let gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
-                .unwrap();
+        let gossipsub = crate::swarm_net::bare_gossipsub(names);
         let sync = request_response::Behaviour::with_codec(
             RawCodec,
             [(names.sync(), ProtocolSupport::Full)],
@@ -190,6 +181,11 @@ impl Hostile {
             .gossipsub
             .publish(gossipsub::IdentTopic::new(topic), bytes)
             .is_ok()
+    }
+
+    /// Publishes `txs` as one gossip message on the tx topic.
+    pub fn publish_txs(&mut self, txs: &[kvchain::chain::Tx]) -> bool {
+        self.publish(false, kvchain::codec::encode(&txs))
     }
 
     /// Runs the swarm, answering sync requests with `answer`, until `done` says so of an

@@ -184,3 +184,21 @@ pub async fn converged(nodes: &[&TestNode]) -> ChainInfo {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A bare peer's gossipsub, speaking the network's protocol as a kvchain node does
+/// (unsigned messages, content-addressed ids) but taking whatever it is sent.
+pub fn bare_gossipsub(names: &net::Names) -> libp2p::gossipsub::Behaviour {
+    use libp2p::gossipsub;
+    let config = gossipsub::ConfigBuilder::default()
+        .protocol_id_prefix(names.gossipsub_prefix())
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(kvchain::chain::Hash::digest(&m.data).0.to_vec())
+        })
+        .max_transmit_size(4 << 20)
+        .heartbeat_interval(Duration::from_millis(200))
+        .validation_mode(gossipsub::ValidationMode::Permissive)
+        .build()
+        .expect("a valid gossipsub config");
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+        .expect("an anonymous gossipsub")
+}

@@ -113,16 +113,7 @@ impl Dialer {
     pub fn new(kind: TransportKind, names: &Names) -> Dialer {
         let key = identity::Keypair::generate_ed25519();
         let id = key.public().to_peer_id();
-        let config = gossipsub::ConfigBuilder::default()
-            .protocol_id_prefix(names.gossipsub_prefix())
-            .max_transmit_size(4 << 20)
-            .heartbeat_interval(Duration::from_millis(200))
-            .validation_mode(gossipsub::ValidationMode::Permissive)
-            .build()
-            .unwrap();
-        let behaviour =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
-                .unwrap();
+        let behaviour = crate::swarm_net::bare_gossipsub(names);
         let transport = net::transport::build(kind, &key).unwrap();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()

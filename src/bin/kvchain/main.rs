@@ -1,5 +1,6 @@
 //! The `kvchain` command line: parses arguments and runs the chosen subcommand.
 
+mod bench;
 mod daemon;
 mod node_file;
 mod remote;
@@ -128,6 +129,45 @@ enum Command {
         #[arg(long, requires = "command")]
         json: bool,
     },
+    /// Offer writes to nodes' HTTP APIs and measure them: a load generator.
+    Bench {
+        /// A node's HTTP API base URL (repeatable: connections go to each in turn).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Writes kept in flight at all times (closed loop), one per connection.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Offer this many writes per second instead (open loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Connections the --rate load is spread over.
+        #[arg(long, default_value_t = 256, requires = "rate")]
+        connections: usize,
+        /// What each write waits for before the node answers.
+        #[arg(long, value_enum, default_value = "confirmed")]
+        wait: bench::Wait,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Seconds of load before measuring starts.
+        #[arg(long, default_value_t = 5.0)]
+        warmup: f64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 32)]
+        value_size: usize,
+        /// Longest wait of one write, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Key prefix [default: bench-<pid>-<time>].
+        #[arg(long)]
+        prefix: Option<String>,
+        /// File holding the nodes' HTTP token [default: $KVCHAIN_TOKEN].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Print the report as one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure this machine's mining speed and the block time it gives at each difficulty.
     Hashrate {
         /// Mining threads.
@@ -162,15 +202,29 @@ impl RemoteArgs {
             .ok()
             .filter(|d| *d <= Duration::from_secs(600))
             .context("--timeout must be 0 to 600 seconds")?;
-        let token = match &self.token_file {
-            Some(path) => Some(kvchain::http::read_token_file(path).context("--token-file")?),
-            None => std::env::var("KVCHAIN_TOKEN")
-                .ok()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty()),
-        };
+        let token = client_token(self.token_file.as_deref())?;
         Ok(remote::run(&self.node, call, self.json, timeout, token))
     }
+}
+
+/// The HTTP token a client sends: from `file`, else `$KVCHAIN_TOKEN`, else none.
+fn client_token(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    Ok(match file {
+        Some(path) => Some(kvchain::http::read_token_file(path).context("--token-file")?),
+        None => std::env::var("KVCHAIN_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    })
+}
+
+/// Seconds from a flag, checked to lie in `min..=max`.
+fn seconds_flag(flag: &str, secs: f64, min: f64, max: f64) -> Result<Duration> {
+    anyhow::ensure!(
+        secs.is_finite() && (min..=max).contains(&secs),
+        "{flag} must be {min} to {max} seconds"
+    );
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The HTTP API's settings from `kvchain node`'s flags; the token file is read now, so
@@ -322,6 +376,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::History { key, remote } => remote.run(remote::Remote::History { key }),
         Command::Del { key, wait, remote } => remote.run(remote::Remote::Del { key, wait }),
         Command::Status { remote } => remote.run(remote::Remote::Status),
+        Command::Bench {
+            nodes,
+            in_flight,
+            rate,
+            connections,
+            wait,
+            seconds,
+            warmup,
+            value_size,
+            timeout,
+            prefix,
+            token_file,
+            json,
+        } => {
+            init_logs(None, None)?;
+            let range = 1..=4096;
+            anyhow::ensure!(range.contains(&in_flight), "--in-flight must be 1 to 4096");
+            anyhow::ensure!(
+                range.contains(&connections),
+                "--connections must be 1 to 4096"
+            );
+            let load = match rate {
+                Some(r) if r.is_finite() && r > 0.0 => bench::Load::Rate {
+                    per_sec: r,
+                    connections,
+                },
+                Some(_) => anyhow::bail!("--rate must be a positive number"),
+                None => bench::Load::InFlight(in_flight),
+            };
+            anyhow::ensure!(
+                value_size <= kvchain::chain::limits::MAX_VALUE_BYTES,
+                "--value-size must be at most {} bytes",
+                kvchain::chain::limits::MAX_VALUE_BYTES
+            );
+            let prefix = prefix.unwrap_or_else(|| {
+                let now = kvchain::chain::now_ms() / 1000;
+                format!("bench-{}-{now}", std::process::id())
+            });
+            let opts = bench::Options {
+                nodes,
+                load,
+                wait,
+                duration: seconds_flag("--seconds", seconds, 0.1, 3600.0)?,
+                warmup: seconds_flag("--warmup", warmup, 0.0, 600.0)?,
+                value_size,
+                timeout: seconds_flag("--timeout", timeout, 0.1, 600.0)?,
+                prefix,
+                token: client_token(token_file.as_deref())?,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(bench::run(opts, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Hashrate { threads, seconds } => {
             init_logs(None, None)?;
             hashrate(threads, seconds)?;

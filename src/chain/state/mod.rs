@@ -12,8 +12,9 @@ use super::mempool::{Mempool, MempoolLimits};
 use super::now_ms;
 use super::params::Params;
 use super::side::{self, Admission};
+use super::sigcache::SigCache;
 use super::tree::{BlockTree, Entry};
-use super::tx::Tx;
+use super::tx::{Tx, VerifiedTx};
 use super::validate::{check_standalone, BlockError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -64,6 +65,8 @@ pub struct Chain {
     unlogged: HashSet<BlockHash>,
     /// Heads of side branches a sync is still fetching, kept from pruning for a while.
     climbing: HashMap<BlockHash, Instant>,
+    /// Tx signatures checked lately, so that a block need not check them again.
+    sigs: SigCache,
 }
 
 impl Chain {
@@ -79,6 +82,7 @@ impl Chain {
             side: HashSet::new(),
             unlogged: HashSet::new(),
             climbing: HashMap::new(),
+            sigs: SigCache::default(),
         }
     }
 
@@ -169,14 +173,46 @@ impl Chain {
 
     /// Verifies a new tx and adds it to the mempool; `Ok(false)` if it was already there.
     pub fn submit_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
-        if self.mempool.contains(&tx.id()) {
-            return Ok(false);
+        if let Some(known) = self.known_tx(&tx) {
+            return known;
         }
+        self.submit_verified(VerifiedTx::check(tx)?)
+    }
+
+    /// Adds a tx whose signature is checked to the mempool; `Ok(false)` if it was there.
+    pub fn submit_verified(&mut self, tx: VerifiedTx) -> Result<bool, SubmitError> {
+        if let Some(known) = self.known_tx(tx.tx()) {
+            return known;
+        }
+        self.sigs.insert(tx.tx().id(), tx.tx().signature());
+        Ok(self.mempool.insert(tx.into_tx())?)
+    }
+
+    /// Remembers txs whose signatures were checked (for a block that will carry them).
+    pub fn note_checked(&mut self, txs: impl IntoIterator<Item = VerifiedTx>) {
+        for tx in txs {
+            self.sigs.insert(tx.tx().id(), tx.tx().signature());
+        }
+    }
+
+    /// Whether `tx`'s very signature was checked: it is in the mempool or checked lately.
+    pub fn is_checked(&self, tx: &Tx) -> bool {
+        self.sigs.contains(&tx.id(), &tx.signature())
+            || self
+                .mempool
+                .get(&tx.id())
+                .is_some_and(|m| m.signature() == tx.signature())
+    }
+
+    /// What submitting `tx` would answer without checking it, if that is known already:
+    /// `Ok(false)` when the mempool holds it with the same signature, an error when the
+    /// chain has it. `None`: it is new, its signature must be checked.
+    pub fn known_tx(&self, tx: &Tx) -> Option<Result<bool, SubmitError>> {
         if let Some(h) = self.tx_height(&tx.id()) {
-            return Err(SubmitError::AlreadyInChain(h));
+            return Some(Err(SubmitError::AlreadyInChain(h)));
         }
-        tx.verify_signature()?;
-        Ok(self.mempool.insert(tx)?)
+        let same = self.mempool.get(&tx.id())?.signature() == tx.signature();
+        same.then_some(Ok(false))
     }
 
     /// A block template on the tip: pending txs within the limits, timestamp above the
@@ -327,6 +363,11 @@ impl Chain {
     /// The parent must be in the tree.
     fn connect_to_tree(&mut self, block: Arc<Block>, trusted: bool) -> Result<(), BlockError> {
         self.check_in_context(&block, trusted)?;
+        if !trusted {
+            for tx in &block.txs {
+                self.sigs.insert(tx.id(), tx.signature());
+            }
+        }
         let hash = block.hash();
         self.tree.insert(block);
         self.side.insert(hash);

@@ -30,18 +30,14 @@ impl Chain {
         }
         self.check_not_in_ancestors(block, parent)?;
         if !trusted {
-            // Txs already in our mempool were verified when they arrived. The id does not
+            // Txs in our mempool or checked lately need no second check. The id does not
             // cover the signature, so only the very same signature counts as verified:
             // otherwise a forged signature on a pending tx would pass here and fail on
             // nodes that never saw the tx, splitting the network.
             let unverified: Vec<_> = block
                 .txs
                 .iter()
-                .filter(|tx| {
-                    self.mempool
-                        .get(&tx.id())
-                        .is_none_or(|m| m.signature() != tx.signature())
-                })
+                .filter(|tx| !self.is_checked(tx))
                 .map(|tx| (tx.author(), tx.id(), tx.signature()))
                 .collect();
             if let Err(i) = crypto::verify_batch(&unverified) {

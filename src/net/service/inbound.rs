@@ -6,7 +6,7 @@ use super::{RateKind, Service, FLOOD_CHARGE_EVERY};
 use crate::chain::{Block, Tx};
 use crate::codec::{self, MAX_MESSAGE_BYTES};
 use crate::net::peers::Offence;
-use crate::net::protocol::{SyncRequest, SyncResponse};
+use crate::net::protocol::{SyncRequest, SyncResponse, MAX_GOSSIP_TXS};
 use crate::net::requests::Refusal;
 use crate::net::{Gossip, NetEvent};
 use libp2p::request_response::{self, OutboundFailure};
@@ -46,7 +46,16 @@ impl Service {
             return;
         }
         let decoded = if message.topic == self.tx_topic.hash() {
-            codec::decode::<Tx>(&message.data, MAX_MESSAGE_BYTES).map(Gossip::Tx)
+            codec::decode::<Vec<Tx>>(&message.data, MAX_MESSAGE_BYTES).and_then(|txs| {
+                if (1..=MAX_GOSSIP_TXS).contains(&txs.len()) {
+                    Ok(Gossip::Txs(txs))
+                } else {
+                    let n = txs.len();
+                    Err(codec::CodecError::Malformed(format!(
+                        "{n} txs in one message; 1 to {MAX_GOSSIP_TXS} are allowed"
+                    )))
+                }
+            })
         } else if message.topic == self.block_topic.hash() {
             codec::decode::<Block>(&message.data, MAX_MESSAGE_BYTES).map(Gossip::Block)
         } else {
@@ -65,13 +74,19 @@ impl Service {
             }
         };
         // One author's txs are limited however many peers relay them; not the relayer's
-        // fault, so nobody is charged for it.
-        if let Gossip::Tx(tx) = &message {
-            if !self.author_rate.allow(&tx.author(), Instant::now()) {
-                self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
-                return;
+        // fault, so nobody is charged for it: the txs over the rate are left out.
+        let message = match message {
+            Gossip::Txs(mut txs) => {
+                let now = Instant::now();
+                txs.retain(|tx| self.author_rate.allow(&tx.author(), now));
+                if txs.is_empty() {
+                    self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+                    return;
+                }
+                Gossip::Txs(txs)
             }
-        }
+            block => block,
+        };
         if !self.emit(NetEvent::Gossip {
             source,
             id: id.clone(),

@@ -242,7 +242,7 @@ impl Service {
         match cmd {
             NetCommand::Publish(message) => {
                 let (topic, bytes) = match &message {
-                    Gossip::Tx(tx) => (self.tx_topic.hash(), codec::encode(tx)),
+                    Gossip::Txs(txs) => (self.tx_topic.hash(), codec::encode(txs)),
                     Gossip::Block(block) => (self.block_topic.hash(), codec::encode(block)),
                 };
                 self.publish(topic, bytes);

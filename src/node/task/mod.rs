@@ -2,12 +2,16 @@
 //! network, and the timers for hashrate, template refresh and peer polling.
 
 use super::sync::BlockSync;
+use super::verify::{Verifier, BLOCK_CHECKS, TX_CHECKS};
 use super::TxStatus;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::group_commit::JournalHandle;
 use crate::chain::side::Admission;
-use crate::chain::{Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId};
+use crate::chain::{
+    Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId, VerifiedTx,
+};
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
+use gossip::{BlockTicket, TxTicket};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +29,8 @@ const MEMPOOL_SWEEP: Duration = Duration::from_secs(10);
 const REBROADCAST: Duration = Duration::from_secs(600);
 /// Most own writes gossiped again at once.
 const MAX_REBROADCAST: usize = 1024;
+/// Longest an own write waits for others to share its gossip message.
+const GOSSIP_FLUSH: Duration = Duration::from_millis(10);
 
 /// An own write being followed until it is confirmed.
 pub(super) struct Tracked {
@@ -43,6 +49,7 @@ impl Tracked {
     }
 }
 
+mod gossip;
 mod network;
 
 pub(super) struct NodeTask {
@@ -62,6 +69,13 @@ pub(super) struct NodeTask {
     statuses_stale: bool,
     /// A block could not be written to the block log; retried every second.
     unwritten: bool,
+    /// Own writes not yet gossiped: they go out together, at most [`GOSSIP_FLUSH`] later.
+    outbox: Vec<Tx>,
+    outbox_bytes: usize,
+    /// Signature checks of gossiped txs, with the message each batch came in.
+    tx_checks: Verifier<TxTicket>,
+    /// Signature checks of gossiped blocks, one at a time.
+    block_checks: Verifier<BlockTicket>,
     metrics: Arc<NodeMetrics>,
     tips: broadcast::Sender<Arc<TipChange>>,
 }
@@ -90,6 +104,10 @@ impl NodeTask {
             sync: BlockSync::default(),
             statuses_stale: false,
             unwritten: false,
+            outbox: Vec::new(),
+            outbox_bytes: 0,
+            tx_checks: Verifier::new(TX_CHECKS),
+            block_checks: Verifier::new(BLOCK_CHECKS),
             metrics: config.metrics.clone(),
             tips,
         }
@@ -108,6 +126,8 @@ impl NodeTask {
         let mut sweep = tokio::time::interval(MEMPOOL_SWEEP);
         let mut rebroadcast = tokio::time::interval(REBROADCAST);
         rebroadcast.tick().await; // the first tick is now: nothing to send again yet
+        let mut flush = tokio::time::interval(GOSSIP_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = (Instant::now(), self.miner.hashes());
         loop {
             tokio::select! {
@@ -121,6 +141,9 @@ impl NodeTask {
                     None => break,
                 },
                 Some(block) = found.recv() => self.on_mined(block),
+                checked = self.tx_checks.next() => self.on_checked_txs(checked),
+                checked = self.block_checks.next() => self.on_checked_block(checked),
+                _ = flush.tick(), if !self.outbox.is_empty() => self.flush_outbox(),
                 event = recv(&mut net_events) => match event {
                     Some(event) => self.on_net_event(event),
                     None => net_events = None,
@@ -140,6 +163,7 @@ impl NodeTask {
                     for tx in own.into_iter().take(MAX_REBROADCAST) {
                         self.publish_tx(tx);
                     }
+                    self.flush_outbox();
                 }
                 _ = tick.tick() => {
                     if self.unwritten {
@@ -231,9 +255,10 @@ impl NodeTask {
 
     /// Takes an own write (already journaled by the store) into the mempool; a refusal
     /// is reported through its status.
-    fn submit_own(&mut self, tx: Tx, status: watch::Sender<TxStatus>) {
-        let id = tx.id();
-        match self.accept_tx(tx.clone()) {
+    fn submit_own(&mut self, tx: VerifiedTx, status: watch::Sender<TxStatus>) {
+        let id = tx.tx().id();
+        let copy = tx.tx().clone();
+        match self.accept_verified(tx) {
             Ok(_) => {
                 self.receipts.insert(
                     id,
@@ -245,7 +270,7 @@ impl NodeTask {
                 // Its status is `Pending`, as the receipt starts: the other receipts
                 // did not change, so they are not walked (that made each write cost
                 // O(pending writes)).
-                self.publish_tx(tx);
+                self.publish_tx(copy);
             }
             Err(e) => {
                 if let Some(journal) = &self.journal {
@@ -258,9 +283,21 @@ impl NodeTask {
         }
     }
 
-    /// Adds a tx to the mempool and schedules a new template.
+    /// Checks a tx, adds it to the mempool and schedules a new template.
     fn accept_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
-        let new = match self.chain.submit_tx(tx) {
+        let result = self.chain.submit_tx(tx);
+        self.after_submit(result)
+    }
+
+    /// Adds a checked tx to the mempool and schedules a new template.
+    fn accept_verified(&mut self, tx: VerifiedTx) -> Result<bool, SubmitError> {
+        let result = self.chain.submit_verified(tx);
+        self.after_submit(result)
+    }
+
+    /// Counts a submission and, for a new tx, schedules a new template.
+    fn after_submit(&mut self, result: Result<bool, SubmitError>) -> Result<bool, SubmitError> {
+        let new = match result {
             Ok(new) => new,
             Err(e) => {
                 let reason = super::metrics::Reason { reason: e.label() };
@@ -356,11 +393,7 @@ impl NodeTask {
         self.statuses_stale = self.net.is_some();
     }
 
-    pub(super) fn publish_tx(&mut self, tx: Tx) {
-        self.publish(Gossip::Tx(tx));
-    }
-
-    fn publish(&mut self, message: Gossip) {
+    pub(super) fn publish(&mut self, message: Gossip) {
         self.send(NetCommand::Publish(message));
     }
 

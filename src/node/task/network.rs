@@ -9,13 +9,10 @@
 //! full mempool or our own disk errors.
 
 use super::NodeTask;
-use crate::chain::mempool::check_timestamp;
 use crate::chain::side::Admission;
-use crate::chain::{now_ms, Block, BlockError, BlockHash, SubmitError, Tx};
+use crate::chain::{Block, BlockError, BlockHash};
 use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
-use crate::net::{
-    ChainStatus, Gossip, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict,
-};
+use crate::net::{ChainStatus, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict};
 use crate::node::sync::{Action, Ours};
 use libp2p::PeerId;
 
@@ -66,17 +63,7 @@ impl NodeTask {
                 source,
                 id,
                 message,
-            } => {
-                let verdict = match message {
-                    Gossip::Tx(tx) => self.judge_tx(tx),
-                    Gossip::Block(block) => self.judge_block(source, block),
-                };
-                self.send(NetCommand::Validate {
-                    id,
-                    source,
-                    verdict,
-                });
-            }
+            } => self.on_gossip(source, id, message),
             NetEvent::PeerConnected(peer) => {
                 let ask = self.sync.connected(peer);
                 self.act([ask]);
@@ -121,22 +108,7 @@ impl NodeTask {
         }
     }
 
-    fn judge_tx(&mut self, tx: Tx) -> Verdict {
-        // Clocks differ: a tx stamped far from ours is not relayed, but nobody is charged.
-        if let Err(e) = check_timestamp(tx.timestamp(), now_ms()) {
-            tracing::debug!(tx = %tx.id(), error = %e, "ignored a relayed tx");
-            return Verdict::Ignore;
-        }
-        match self.accept_tx(tx) {
-            Ok(true) => Verdict::Accept,
-            Ok(false) | Err(SubmitError::AlreadyInChain(_)) | Err(SubmitError::Mempool(_)) => {
-                Verdict::Ignore
-            }
-            Err(SubmitError::Invalid(e)) => Verdict::Reject(format!("invalid tx: {e}")),
-        }
-    }
-
-    fn judge_block(&mut self, source: PeerId, block: Block) -> Verdict {
+    pub(super) fn judge_block(&mut self, source: PeerId, block: Block) -> Verdict {
         let hash = block.hash();
         let height = block.header.height;
         match self.process_block_as(block, Admission::Gossip) {
