@@ -148,7 +148,7 @@ async fn a_block_ahead_of_the_clock_is_ignored_and_its_sender_not_charged() {
         value: b"y".to_vec(),
     };
     let marker = kvchain::chain::Tx::new(&key(3), op, 0, now_ms()).unwrap();
-    m.publish_txs(&[marker.clone()]);
+    m.publish_txs(std::slice::from_ref(&marker));
     let bb = b.handle.clone();
     let id = marker.id();
     let judged = m

@@ -36,7 +36,7 @@ async fn judged(node: &TestNode, first: &Tx) -> (u32, bool) {
     let before = HonestState::of(&node.handle).await;
     m.publish_txs(std::slice::from_ref(first));
     let marker = tx_at(&key(50), "marker", rand_nonce(), now_ms());
-    m.publish_txs(&[marker.clone()]);
+    m.publish_txs(std::slice::from_ref(&marker));
     let (h, id) = (node.handle.clone(), marker.id());
     let ok = m
         .run_until(LIMIT, &mut answer, async move {
@@ -122,7 +122,12 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
         for i in 0..500 {
             let n = chunk * 500 + i;
             let tx = tx_at(&authors[(n % AUTHORS) as usize], "flood", n, now);
+            let deadline = std::time::Instant::now() + LIMIT;
             while !m.publish_txs(std::slice::from_ref(&tx)) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "could not publish tx {n} within {LIMIT:?}"
+                );
                 m.run_for(Duration::from_millis(5), &mut answer).await;
             }
             sent += 1;

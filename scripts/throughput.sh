@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Confirmed-write throughput of a 4-node loopback network (testnet/testnet.sh in a temp
+# run dir, every node with an HTTP API) under `kvchain bench`, the load generator: writes
+# spread over all nodes, each waiting until it is confirmed. Prints the bench report
+# (`confirmed puts/s: N`, put-to-confirmed latency p50/p90/p99, blocks mined, txs per
+# block) and the CPU each node used. A measurement, not a test.
+#
+# Usage: scripts/throughput.sh [-- BENCH-ARGS...]
+#   BENCH-ARGS go to `kvchain bench` (default: --in-flight 256 --seconds 20), e.g.
+#   -- --rate 2500 --seconds 30   for an open-loop load at 2,500 writes per second.
+# Environment: NODES (default 4), DIFFICULTY (default 16), CONFIRMATIONS (default 1),
+#   THREADS (mining threads per node, default 1), KVCHAIN_BENCH_PORT (p2p port base,
+#   default 4700: ports 4701.., HTTP 4801..), NODE_ARGS (more flags for every node).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+nodes=${NODES:-4}
+difficulty=${DIFFICULTY:-16}
+confirmations=${CONFIRMATIONS:-1}
+threads=${THREADS:-1}
+bench_args=(--in-flight 256 --seconds 20)
+if [[ ${1:-} == -- ]]; then
+    shift
+    bench_args=("$@")
+elif [[ $# -gt 0 ]]; then
+    echo "usage: scripts/throughput.sh [-- BENCH-ARGS...]" >&2
+    exit 2
+fi
+for n in "$nodes" "$difficulty" "$confirmations" "$threads"; do
+    [[ $n =~ ^[0-9]+$ ]] || { echo "error: NODES, DIFFICULTY, CONFIRMATIONS, THREADS are integers" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d)
+export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=throughput
+export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4700}
+ME=scripts/throughput.sh
+# shellcheck source=testnet/lib.sh
+source testnet/lib.sh # wait_for, json_get
+net=testnet/testnet.sh
+trap '"$net" down >/dev/null || true; rm -rf "$tmp"' EXIT
+
+# shellcheck disable=SC2086 # NODE_ARGS is a list of flags
+"$net" up "$nodes" --difficulty "$difficulty" --http -- \
+    --confirmations "$confirmations" --threads "$threads" --log warn ${NODE_ARGS:-} >/dev/null
+bin=${KVCHAIN_TESTNET_BIN:-target/release/kvchain}
+
+# Node I's field KEY from the node.json the testnet keeps of it.
+field() { json_get "$2" <"$KVCHAIN_TESTNET_DIR/node$1.json"; }
+# Whether node I sees every other node.
+meshed() {
+    local peers
+    peers=$("$net" send "$1" "status --json" | json_get peers)
+    is_uint "$peers" && ((peers >= nodes - 1))
+}
+urls=() pids=()
+for ((i = 1; i <= nodes; i++)); do
+    wait_for 30 "node $i to see every other node" meshed "$i"
+    urls+=(--node "$(field "$i" http)")
+    pids+=("$(field "$i" pid)")
+done
+# Let the gossip mesh form (heartbeat 0.5 s) before the load starts.
+sleep 2
+
+# CPU seconds (user + system) process $1 has used.
+cpu_secs() {
+    local stat
+    stat=$(cat "/proc/$1/stat")
+    stat=${stat##*) }
+    # Fields 14 and 15 of stat are the 12th and 13th after the state.
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' <<<"$stat"
+}
+before=()
+for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
+start=$(date +%s.%N)
+
+echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $confirmations, --threads $threads"
+echo "== $bin bench ${bench_args[*]}"
+"$bin" bench "${urls[@]}" "${bench_args[@]}"
+
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+line="cpu per node (% of one core, over ${elapsed%.*} s):"
+for ((i = 0; i < nodes; i++)); do
+    used=$(awk -v a="${before[$i]}" -v b="$(cpu_secs "${pids[$i]}")" -v t="$elapsed" \
+        'BEGIN { printf "%.0f", (b - a) / t * 100 }')
+    line+=" node$((i + 1)) $used%"
+done
+echo "$line"
