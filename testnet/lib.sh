@@ -19,10 +19,7 @@ LAN_SUBNET=10.77.0                           # --lan: node I is LAN_SUBNET.I/24
 
 say() { printf '%s\n' "$*"; }
 warn() { printf '%s: %s\n' "$ME" "$*" >&2; }
-die() {
-    warn "$*"
-    exit 1
-}
+die() { warn "$*"; exit 1; }
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 

@@ -14,7 +14,6 @@ S_MODE="" S_NODES=0 S_BIN="" # read from the state file by load_state
 
 node_pid() { cat "$RUN/node$1.pid" 2>/dev/null || true; }
 node_running() { node_process "$1" "$(node_pid "$1")"; }
-node_gone() { ! node_process "$1" "$2"; }
 # node_info I KEY: KEY of node I's node.json as of its last start (see json_get).
 node_info() { [[ ! -f $RUN/node$1.json ]] || json_get "$2" <"$RUN/node$1.json"; }
 

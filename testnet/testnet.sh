@@ -232,7 +232,7 @@ cmd_kill() {
     local i=$((10#$1)) pid
     pid=$(node_pid "$i")
     kill -KILL "$pid"
-    wait_for 5 "node $i (pid $pid) to die" node_gone "$i" "$pid" || exit 1
+    wait_for 5 "node $i (pid $pid) to die" none_running "$i" || exit 1
     say "killed node $i (pid $pid)"
 }
 
@@ -282,11 +282,15 @@ cmd_demo() {
 
 ==============================================================================
  kvchain testnet: $n nodes. You are in node 1's console. Try:
-   put color blue    write (prints the tx id, then when it is included)
-   get color         read the latest value      history color   every version
-   status            height, tip, peers, mining peers           connected peers
-   help              every command
- From another terminal: $ME send $n get color; $ME status
+   put color blue         write (prints the tx id, then when it is included)
+   get color              read the latest value
+   history color          every version of a key
+   status                 height, tip, peers, mining
+   peers                  connected peers
+   help                   every command
+ From another terminal, talk to the other nodes:
+   $ME send $n get color
+   $ME status
  quit or Ctrl-D leaves the console and stops the testnet.
 ==============================================================================
 EOF
