@@ -68,14 +68,17 @@ json_get() {
         }'
 }
 
-# Whether process $1 exists and is not a zombie.
+# Whether process $1 exists and one of its threads is neither a zombie nor dead. (Its
+# main thread can be a zombie while the others still exit, holding its sockets open.)
 alive() {
-    local stat
+    local task stat
     is_uint "${1:-}" || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    stat=${stat%% *}
-    [[ -n $stat && $stat != Z && $stat != X ]]
+    for task in /proc/"$1"/task/*/stat; do
+        stat=$(cat "$task" 2>/dev/null) || continue
+        stat=${stat##*) }
+        [[ ${stat%% *} == [ZX] ]] || return 0
+    done
+    return 1
 }
 
 # Whether process $2 is alive and is node $1 of this run dir (its command line names the
