@@ -147,7 +147,12 @@ build() {
     S_BIN="$target/release/kvchain"
     if command -v cargo >/dev/null; then
         say "building kvchain (cargo build --release)..."
-        (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+        # Under `cargo test` the environment holds the test's CARGO_PKG_*, CARGO_MANIFEST_DIR...;
+        # ring's build script reruns when they change, so builds from a test and by hand
+        # would rebuild in turn (minutes each) unless they go.
+        (cd "$ROOT" && unset "${!CARGO_PKG_@}" "${!CARGO_MANIFEST_@}" "${!CARGO_BIN_@}" \
+            CARGO_CRATE_NAME CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR CARGO_RUSTC_CURRENT_DIR &&
+            cargo build --release --quiet) || die "cargo build --release failed"
     elif [[ -x $S_BIN ]]; then
         warn "cargo is not on PATH (sudo resets PATH); using the existing $S_BIN"
     else
