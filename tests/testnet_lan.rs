@@ -426,7 +426,8 @@ fn http_nodes_answer_at_the_urls_status_prints() {
     }
 
     let put = raw_http::put(addr(1), "http-key", "one");
-    assert_eq!(put.status, 202, "{}", put.text());
+    // 202 pending, or 200 if a block took it before the answer (confirmations 1).
+    assert!(matches!(put.status, 200 | 202), "{}", put.text());
     eventually("node 3 reads node 1's write", REPLICATION_WAIT, || {
         (raw_http::get_value(addr(3), "http-key")? == "one").then_some(())
     });
