@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP load benchmark of one kvchain node with wrk (a measurement, not a test).
 #
-# Builds the release binary, starts one node (loopback p2p, no mDNS, --mine auto,
-# difficulty 16, HTTP on an ephemeral loopback port, temp data dir), seeds one key, then:
+# Starts one node with testnet/testnet.sh (which builds the release binary) in a temp run
+# dir (loopback p2p, --mine auto, difficulty 16, HTTP on an ephemeral loopback port), seeds
+# one key, then:
 #   1. GET /kvs/KEY at wrk's natural (closed-loop, saturating) rate, -t2 -c16;
 #   2. GET /kvs/KEY at about TARGET_RPS requests/s (the issue's target is p99 < 1 ms at
 #      5,000 req/s). wrk cannot fix a rate and wrk2 is not packaged in Debian, so each
@@ -16,7 +17,8 @@
 # target/http-load-report.txt.
 #
 # Environment: DURATION (seconds per GET run, default 10), PUT_DURATION (default 10),
-# TARGET_RPS (default 5000), HTTP_PORT (default 0: any free port).
+# TARGET_RPS (default 5000), HTTP_PORT (default 0: any free port), KVCHAIN_BENCH_PORT (the
+# p2p port base, default 4700: port 4701).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,61 +43,40 @@ if ! command -v wrk >/dev/null; then
     command -v wrk >/dev/null || { echo "error: cannot install wrk (need apt-get and root); install it and rerun" >&2; exit 1; }
 fi
 
-cargo build --release --quiet
 bin=target/release/kvchain
-
 tmp=$(mktemp -d)
-node_pid=
+export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=http-load
+export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4700}
+# testnet.sh gives node I the HTTP port base + I (base 0: any free port).
+export KVCHAIN_TESTNET_HTTP_PORT=$((HTTP_PORT > 0 ? HTTP_PORT - 1 : 0))
+ME=scripts/http_load.sh
+# shellcheck source=testnet/lib.sh
+source testnet/lib.sh # wait_for, json_get
 cleanup() {
-    if [[ -n $node_pid ]] && kill -0 "$node_pid" 2>/dev/null; then
-        kill -TERM "$node_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$node_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$node_pid" 2>/dev/null || true
-        wait "$node_pid" 2>/dev/null || true
-    fi
+    testnet/testnet.sh down >/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+testnet/testnet.sh up 1 --http --difficulty 16 -- --mine auto >/dev/null
+url=$(json_get http <"$KVCHAIN_TESTNET_DIR/node1/node.json")
+[[ -n $url ]] || { echo "error: the node's node.json names no HTTP URL" >&2; exit 1; }
+
 mkdir -p target
 report=target/http-load-report.txt
 exec > >(tee "$report") 2>&1
 
-"$bin" node --data-dir "$tmp/data" --listen /ip4/127.0.0.1/tcp/0 --no-mdns \
-    --mine auto --difficulty 16 --http "127.0.0.1:$HTTP_PORT" \
-    </dev/null >"$tmp/node.out" 2>"$tmp/node.err" &
-node_pid=$!
-
-url=
-for _ in $(seq 300); do
-    url=$(sed -n 's|^http: listening on \(http://.*\)$|\1|p' "$tmp/node.out")
-    [[ -n $url ]] && break
-    kill -0 "$node_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $url ]]; then
-    echo "error: the node did not serve HTTP within 30 s" >&2
-    cat "$tmp/node.out" "$tmp/node.err" >&2
-    exit 1
-fi
-
 # Seeds the key, then waits for mining to stop so that the GET runs measure reads alone.
 "$bin" put "$KEY" "$VALUE" --wait confirmed --timeout 120 --node "$url" >/dev/null
 [[ $("$bin" get "$KEY" --node "$url") == "$VALUE" ]] || { echo "error: seeded key reads back wrong" >&2; exit 1; }
-idle=no
-for _ in $(seq 300); do
-    status=$("$bin" status --json --node "$url")
-    if [[ $status == *'"mining_active":false'* && $status == *'"mempool":0'* ]]; then
-        idle=yes
-        break
-    fi
-    sleep 0.1
-done
-[[ $idle == yes ]] || echo "warning: the node is still mining after 30 s; GET numbers include it" >&2
+idle() {
+    local status
+    status=$("$bin" status --json --node "$url") || return 1
+    [[ $(json_get mining_active <<<"$status") == false && $(json_get mempool <<<"$status") == 0 ]]
+}
+wait_for 30 "the node to stop mining" idle ||
+    echo "warning: the node is still mining after 30 s; GET numbers include it" >&2
 
 # wrk output -> "RPS P50_MS P99_MS NON2XX ERRORS" (latencies in ms, errors = socket errors).
 parse() {
@@ -155,12 +136,12 @@ bench -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s "$pace" "$url/kvs/$K
 read -r paced_rps paced_p50 paced_p99 paced_non2xx paced_err <<<"$last"
 
 echo "== 3. PUT /kvs/<fresh key per request>, 32-byte values"
-height_before=$("$bin" status --json --node "$url" | sed -n 's/.*"height":\([0-9]*\).*/\1/p')
+height_before=$("$bin" status --json --node "$url" | json_get height)
 bench -t2 -c16 -d"${PUT_DURATION}s" --latency -s scripts/http_put.lua "$url/kvs" -- load 32
 read -r put_rps put_p50 put_p99 put_non2xx put_err <<<"$last"
 after=$("$bin" status --json --node "$url")
-height_after=$(sed -n 's/.*"height":\([0-9]*\).*/\1/p' <<<"$after")
-mempool_after=$(sed -n 's/.*"mempool":\([0-9]*\).*/\1/p' <<<"$after")
+height_after=$(json_get height <<<"$after")
+mempool_after=$(json_get mempool <<<"$after")
 
 verdict=$(awk -v r="$paced_rps" -v p="$paced_p99" -v t="$TARGET_RPS" 'BEGIN {
     if (r < 0.85 * t || r > 1.15 * t) print "rate off target: see above"

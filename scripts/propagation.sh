@@ -1,63 +1,48 @@
 #!/usr/bin/env bash
-# Measures block propagation latency across a 4-node loopback network: node 1 mines,
-# nodes 2-4 only listen; for each block, the time from node 1's "mined block" log line to
-# each peer's "accepted block" line. Prints p50/p99 (target: p50 < 20 ms, p99 < 100 ms).
+# Measures block propagation latency across a 4-node loopback network (testnet/testnet.sh
+# in a temp run dir): node 1 mines, nodes 2-4 only listen; for each block, the time from
+# node 1's "mined block" log line to each peer's "accepted block" line. Prints p50/p99
+# (target: p50 < 20 ms, p99 < 100 ms).
 #
 # Usage: scripts/propagation.sh [BLOCKS] [DIFFICULTY]   (defaults: 200 blocks, 18 bits)
+# Environment: KVCHAIN_BENCH_PORT, the p2p port base (default 4600: ports 4601..4604).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 blocks=${1:-200}
 difficulty=${2:-18}
 nodes=4
-base=${KVCHAIN_BENCH_PORT:-4600}
-run=$(mktemp -d)
-bin=target/release/kvchain
-pids=()
+tmp=$(mktemp -d)
+export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=propagation
+export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4600}
+ME=scripts/propagation.sh
+# shellcheck source=testnet/lib.sh
+source testnet/lib.sh # wait_for, json_get
+net=testnet/testnet.sh
+trap '"$net" down >/dev/null || true; rm -rf "$tmp"' EXIT
 
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  rm -rf "$run"
+"$net" up "$nodes" --difficulty "$difficulty" -- --mine off --log info >/dev/null
+
+# at_least I KEY N: whether KEY of node I's `status --json` is at least N.
+at_least() {
+    local v
+    v=$("$net" send "$1" "status --json" | json_get "$2")
+    is_uint "$v" && ((v >= $3))
 }
-trap cleanup EXIT
-
-cargo build --release --quiet
-
-start() { # index, mining policy, extra args...
-  local i=$1 mine=$2; shift 2
-  "$bin" node --data-dir "$run/n$i" --network propagation --difficulty "$difficulty" \
-    --listen "/ip4/127.0.0.1/tcp/$((base + i))" --no-mdns --mine "$mine" --log info \
-    --log-file "$run/n$i.log" "$@" </dev/null >"$run/n$i.out" 2>&1 &
-  pids+=("$!")
-}
-
-wait_for() { # file, pattern, seconds
-  for _ in $(seq $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; tail -n 20 "$1" >&2; exit 1
+# Whether every node has node 1's height.
+synced() {
+    local i height
+    height=$("$net" send 1 "status --json" | json_get height)
+    for ((i = 2; i <= nodes; i++)); do
+        at_least "$i" height "$height" || return 1
+    done
 }
 
-start 1 off
-wait_for "$run/n1.out" "listening on" 10
-addr=$(grep -m1 "listening on" "$run/n1.out" | awk '{print $3}')
-for i in $(seq 2 $nodes); do start "$i" off --bootstrap "$addr"; done
-for i in $(seq 2 $nodes); do wait_for "$run/n$i.out" "listening on" 10; done
-for _ in $(seq 100); do
-  peers=$("$bin" attach --data-dir "$run/n1" -c status | awk '/^peers:/ {print $2}')
-  [ "${peers:-0}" -ge $((nodes - 1)) ] && break
-  sleep 0.1
-done
+wait_for 10 "node 1 to see every other node" at_least 1 peers $((nodes - 1))
 # Let the gossip mesh form (heartbeat 0.5 s) before the first block.
 sleep 2
-"$bin" attach --data-dir "$run/n1" -c "mine always" >/dev/null
-for _ in $(seq 600); do
-  h=$("$bin" attach --data-dir "$run/n1" -c status | awk '/^height:/ {print $2}')
-  [ "${h:-0}" -ge "$blocks" ] && break
-  sleep 0.1
-done
-"$bin" attach --data-dir "$run/n1" -c "mine off" >/dev/null
-# Give the last blocks a moment to arrive before reading the logs.
-sleep 1
-python3 scripts/propagation.py "$run/n1.log" "$run"/n[2-9].log
+"$net" send 1 "mine always" >/dev/null
+wait_for 300 "node 1 to mine $blocks blocks" at_least 1 height "$blocks" ||
+    echo "measuring the blocks mined so far" >&2
+"$net" send 1 "mine off" >/dev/null
+wait_for 10 "the last blocks to reach every node" synced || true
+python3 scripts/propagation.py "$KVCHAIN_TESTNET_DIR/node1.log" "$KVCHAIN_TESTNET_DIR"/node[2-9].log

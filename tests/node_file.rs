@@ -34,6 +34,7 @@ fn node_json_and_status_json_describe_the_running_node() {
         let a = a.as_str().unwrap();
         assert!(a.starts_with("/ip4/127.0.0.1/tcp/"), "{a}");
         assert!(a.ends_with(&format!("/p2p/{peer_id}")), "{a}");
+        assert_eq!(a.matches("/p2p/").count(), 1, "{a}");
     }
     let console = file["console"].as_str().expect("a console path");
     assert!(std::path::Path::new(console).exists());

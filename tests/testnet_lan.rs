@@ -1,8 +1,13 @@
 //! End to end through `testnet/testnet.sh`: a virtual LAN of network namespaces where three
-//! nodes find each other by mDNS alone and replicate a write, and the cheaper loopback mode
-//! with a node killed and restarted. Both leave no process and no namespace behind, even
-//! when an assertion fails (a guard runs `down`). The LAN test needs root and skips without.
+//! nodes find each other by mDNS alone and replicate a write, the cheaper loopback mode
+//! with a node killed and restarted, and `up --http -- NODE-ARGS` with HTTP APIs at the
+//! URLs `status` prints. All leave no process and no namespace behind, even when an
+//! assertion fails (a guard runs `down`). The LAN test needs root and skips without.
 
+#[path = "support/raw_http.rs"]
+mod raw_http;
+
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -45,6 +50,25 @@ fn alive(pid: u32) -> bool {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Ten ports per test process from `base + 1`, below the usual ephemeral range (32768 and
+/// up); each test of the process takes its own few.
+fn port_base() -> u32 {
+    20_000 + std::process::id() % 1_200 * 10
+}
+
+/// Calls `f` every 100 ms until it gives `Some`, at most `limit`.
+fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A testnet run by the script in a temp run dir; `down` on drop.
@@ -138,21 +162,33 @@ impl Testnet {
         }
     }
 
-    /// The peer count in a `status` reply.
-    fn peers(status: &str) -> Option<usize> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("peers: "))
-            .and_then(|n| n.trim().parse().ok())
-    }
-
-    /// Waits until every node has at least `min` peers.
-    fn wait_for_peers(&self, min: usize) {
+    /// Waits until every node has at least `min` peers, by its `status --json`.
+    fn wait_for_peers(&self, min: u64) {
         for i in 1..=self.nodes {
-            self.poll(i, "status", PEER_WAIT, |s| {
-                Self::peers(s).is_some_and(|p| p >= min)
+            self.poll(i, "status --json", PEER_WAIT, |s| {
+                serde_json::from_str::<Value>(s)
+                    .ok()
+                    .and_then(|v| v["peers"].as_u64())
+                    .is_some_and(|p| p >= min)
             });
         }
+    }
+
+    /// Each node's HTTP URL as the script's `status` prints it (`... http URL`).
+    fn status_urls(&self) -> Vec<Option<String>> {
+        let out = self.run(&["status"]);
+        assert!(out.status.success(), "status: {}", text(&out.stderr));
+        let status = text(&out.stdout);
+        (1..=self.nodes)
+            .map(|i| {
+                let line = status
+                    .lines()
+                    .find(|l| l.split_whitespace().take(2).eq(["node", &i.to_string()]))
+                    .unwrap_or_else(|| panic!("no line for node {i} in:\n{status}"));
+                let mut words = line.split_whitespace().skip_while(|w| *w != "http");
+                words.nth(1).map(str::to_string)
+            })
+            .collect()
     }
 
     /// The arguments node `i` was started with, as the script saved them.
@@ -311,8 +347,8 @@ fn lan_nodes_find_each_other_by_mdns_and_replicate() {
 #[test]
 fn loopback_node_killed_and_restarted_catches_up() {
     let started = Instant::now();
-    // Ten ports per test process, below the usual ephemeral range (32768 and up).
-    let base = 20_000 + std::process::id() % 1_200 * 10;
+    // Ports base+1..base+3.
+    let base = port_base();
     let mut net = Testnet::up(3, &[], vec![("KVCHAIN_TESTNET_PORT", base.to_string())]);
     for i in 2..=3 {
         assert!(net.args(i).iter().any(|a| a == "--bootstrap"));
@@ -356,4 +392,58 @@ fn loopback_node_killed_and_restarted_catches_up() {
         "loopback test took {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn http_nodes_answer_at_the_urls_status_prints() {
+    let started = Instant::now();
+    // p2p ports base+4..base+6, HTTP ports base+7..base+9.
+    let (p2p, http) = (port_base() + 3, port_base() + 6);
+    let mut net = Testnet::up(
+        3,
+        &["--http", "--", "--confirmations", "1"],
+        vec![
+            ("KVCHAIN_TESTNET_PORT", p2p.to_string()),
+            ("KVCHAIN_TESTNET_HTTP_PORT", http.to_string()),
+        ],
+    );
+    let urls: Vec<String> = net.status_urls().into_iter().flatten().collect();
+    let expected: Vec<String> = (1..=3)
+        .map(|i| format!("http://127.0.0.1:{}", http + i))
+        .collect();
+    assert_eq!(urls, expected, "the URLs status prints");
+    let addr = |i: usize| raw_http::url_addr(&urls[i - 1]);
+    // The arguments after `--` reached every node.
+    for i in 1..=3 {
+        let status = raw_http::exchange(addr(i), &raw_http::get("/status", "localhost"));
+        assert_eq!(status.status, 200, "{}", status.text());
+        assert_eq!(
+            status.json()["confirmations"],
+            1,
+            "node {i}: {}",
+            status.text()
+        );
+    }
+
+    let put = raw_http::put(addr(1), "http-key", "one");
+    // 202 pending, or 200 if a block took it before the answer (confirmations 1).
+    assert!(matches!(put.status, 200 | 202), "{}", put.text());
+    eventually("node 3 reads node 1's write", REPLICATION_WAIT, || {
+        (raw_http::get_value(addr(3), "http-key")? == "one").then_some(())
+    });
+
+    // restart brings node 2 back on the same HTTP port, with the same arguments.
+    let out = net.run(&["kill", "2"]);
+    assert!(out.status.success(), "kill 2: {}", text(&out.stderr));
+    let out = net.run(&["restart", "2"]);
+    assert!(out.status.success(), "restart 2: {}", text(&out.stderr));
+    assert_eq!(net.status_urls()[1].as_deref(), Some(expected[1].as_str()));
+    eventually("node 2 answers again", REPLICATION_WAIT, || {
+        (raw_http::get_value(addr(2), "http-key")? == "one").then_some(())
+    });
+    let status = raw_http::exchange(addr(2), &raw_http::get("/status", "localhost"));
+    assert_eq!(status.json()["confirmations"], 1, "{}", status.text());
+
+    net.down();
+    eprintln!("http test took {:.1} s", started.elapsed().as_secs_f64());
 }

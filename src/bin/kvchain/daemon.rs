@@ -165,11 +165,8 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         listening.wait_for(|a| !a.is_empty()),
     )
     .await;
-    let p2p: Vec<String> = listening
-        .borrow()
-        .iter()
-        .map(|a| format!("{a}/p2p/{}", client.peer_id()))
-        .collect();
+    // Already dialable: each address ends in `/p2p/<peer id>`.
+    let p2p: Vec<String> = listening.borrow().iter().map(|a| a.to_string()).collect();
     for addr in listening.borrow().iter() {
         println!("listening on {addr}");
     }
