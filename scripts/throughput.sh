@@ -72,7 +72,7 @@ before=()
 for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
 start=$(date +%s.%N)
 
-echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), commit $(git describe --always --dirty 2>/dev/null || echo unknown)"
 echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $confirmations, --threads $threads"
 echo "== $bin bench ${bench_args[*]}"
 "$bin" bench "${urls[@]}" "${bench_args[@]}"

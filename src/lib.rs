@@ -12,7 +12,7 @@
 //! - [`net`]: the libp2p service (gossipsub, block sync, Kademlia, mDNS, identify) with its
 //!   rate limits, penalties and bans, and the client handle the node talks to it through.
 //! - [`node`]: the task that owns the chain, its commands, the [`Store`] handle, block sync
-//!   as a state machine, and the miner's driver.
+//!   as a state machine, signature checks off the task, and the miner's driver.
 //! - [`http`] and [`console`]: the front-ends (the HTTP API and its client; the console
 //!   language, its socket server and the attach client). The `kvchain` binary
 //!   (`src/bin/kvchain/`) sits on top.

@@ -74,15 +74,14 @@ fn the_socket_is_never_reachable_by_another_user() {
         .spawn()
         .expect("spawn bash");
     let mut node = Guarded(child);
-    // `console:` is printed once `attach::serve` has returned.
-    poll("the node's `console:` line", SHORT, || {
+    // node.json is written once the console is served (`attach::serve` has returned).
+    poll("the node's node.json", SHORT, || {
         if let Ok(Some(status)) = node.0.try_wait() {
             panic!("node exited early ({status})");
         }
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        match text.lines().any(|l| l.starts_with("console: ")) {
+        match dir.join("node.json").exists() {
             true => Ok(()),
-            false => Err(text),
+            false => Err(std::fs::read_to_string(&out).unwrap_or_default()),
         }
     });
     stop.store(true, Ordering::Relaxed);
