@@ -141,6 +141,11 @@ impl FrameLog {
         Ok(())
     }
 
+    /// A second handle on the log's file, for fsyncing it from another thread.
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Waits until every frame appended so far is on disk.
     pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()

@@ -9,6 +9,7 @@ pub mod index;
 pub mod journal;
 pub mod limits;
 pub mod log;
+pub mod log_sync;
 pub mod mempool;
 pub mod miner;
 pub mod params;

@@ -81,7 +81,7 @@ pub enum NodeError {
     /// The chain could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
-    /// The journal could not be opened.
+    /// The journal could not be opened, or the block log's fsync thread started.
     #[error("journal: {0}")]
     Journal(#[from] std::io::Error),
 }
@@ -226,7 +226,8 @@ pub fn start_with_network(
         None => (None, None),
     };
     let (tips, _) = broadcast::channel(1024);
-    let mut node = task::NodeTask::new(chain, journal, miner, receipts, &config, net, tips.clone());
+    let mut node =
+        task::NodeTask::new(chain, journal, miner, receipts, &config, net, tips.clone())?;
     for tx in republish {
         node.publish_tx(tx);
     }

@@ -86,7 +86,8 @@ impl Chain {
     }
 
     /// Writes the blocks of the branch to `tip` that are not in the log yet, oldest
-    /// first, before they become canonical.
+    /// first, before they become canonical. The fsync is left to the caller (the node's
+    /// [`crate::chain::log_sync::LogSyncer`]): each write bumps [`Chain::log_generation`].
     pub(super) fn write_branch(&mut self, tip: &BlockHash) -> Result<(), BlockError> {
         let Some(log) = &mut self.log else {
             return Ok(());
@@ -97,11 +98,23 @@ impl Chain {
                 continue;
             }
             if let Some(entry) = self.tree.get(&hash) {
-                log.append(&codec::encode(&*entry.block))
+                log.append_all(&[&codec::encode(&*entry.block)], false)
                     .map_err(|e| BlockError::Storage(e.to_string()))?;
+                self.log_generation += 1;
             }
             self.unlogged.remove(&hash);
         }
         Ok(())
+    }
+
+    /// How many block writes the log has had: an fsync that started after the
+    /// generation was read covers every block written up to it.
+    pub fn log_generation(&self) -> u64 {
+        self.log_generation
+    }
+
+    /// A handle to fsync the block log from another thread; `None` in memory.
+    pub fn log_sync_handle(&self) -> Option<std::io::Result<std::fs::File>> {
+        self.log.as_ref().map(FrameLog::sync_handle)
     }
 }

@@ -67,6 +67,8 @@ pub struct Chain {
     climbing: HashMap<BlockHash, Instant>,
     /// Tx signatures checked lately, so that a block need not check them again.
     sigs: SigCache,
+    /// Blocks written to the log so far (see [`Chain::log_generation`]).
+    log_generation: u64,
 }
 
 impl Chain {
@@ -83,6 +85,7 @@ impl Chain {
             unlogged: HashSet::new(),
             climbing: HashMap::new(),
             sigs: SigCache::default(),
+            log_generation: 0,
         }
     }
 

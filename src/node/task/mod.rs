@@ -51,6 +51,9 @@ impl Tracked {
 
 mod gossip;
 mod network;
+mod receipts;
+
+use receipts::DoneGate;
 
 pub(super) struct NodeTask {
     chain: Chain,
@@ -76,6 +79,8 @@ pub(super) struct NodeTask {
     tx_checks: Verifier<TxTicket>,
     /// Signature checks of gossiped blocks, one at a time.
     block_checks: Verifier<BlockTicket>,
+    /// Confirmed writes waiting for the block log's fsync to leave the journal.
+    done_gate: DoneGate,
     metrics: Arc<NodeMetrics>,
     tips: broadcast::Sender<Arc<TipChange>>,
 }
@@ -89,8 +94,10 @@ impl NodeTask {
         config: &NodeConfig,
         net: Option<NetClient>,
         tips: broadcast::Sender<Arc<TipChange>>,
-    ) -> NodeTask {
-        NodeTask {
+    ) -> std::io::Result<NodeTask> {
+        // The block log's fsync thread, when there is a block log.
+        let done_gate = DoneGate::for_chain(&chain)?;
+        Ok(NodeTask {
             chain,
             journal,
             miner,
@@ -108,9 +115,10 @@ impl NodeTask {
             outbox_bytes: 0,
             tx_checks: Verifier::new(TX_CHECKS),
             block_checks: Verifier::new(BLOCK_CHECKS),
+            done_gate,
             metrics: config.metrics.clone(),
             tips,
-        }
+        })
     }
 
     pub(super) async fn run(
@@ -143,6 +151,7 @@ impl NodeTask {
                 Some(block) = found.recv() => self.on_mined(block),
                 checked = self.tx_checks.next() => self.on_checked_txs(checked),
                 checked = self.block_checks.next() => self.on_checked_block(checked),
+                synced = self.done_gate.next() => self.done_gate.synced(synced, self.journal.as_ref()),
                 _ = flush.tick(), if !self.outbox.is_empty() => self.flush_outbox(),
                 event = recv(&mut net_events) => match event {
                     Some(event) => self.on_net_event(event),
@@ -388,6 +397,7 @@ impl NodeTask {
         }
         // Nobody listening is fine: the watch stream subscribes on demand.
         let _ = self.tips.send(Arc::new(change.clone()));
+        self.done_gate.ask(self.chain.log_generation());
         self.update_receipts();
         self.refresh_work();
         self.statuses_stale = self.net.is_some();
@@ -395,42 +405,6 @@ impl NodeTask {
 
     pub(super) fn publish(&mut self, message: Gossip) {
         self.send(NetCommand::Publish(message));
-    }
-
-    /// Recomputes the status of every tracked own write from the canonical chain.
-    pub(super) fn update_receipts(&mut self) {
-        let tip = self.chain.height();
-        let mut finished = Vec::new();
-        for (id, tracked) in &self.receipts {
-            let new = match self.chain.tx_height(id) {
-                None => TxStatus::Pending,
-                Some(height) => {
-                    let depth = tip - height + 1;
-                    if depth >= self.confirmations {
-                        finished.push(*id);
-                        if let Some(since) = tracked.since {
-                            self.metrics
-                                .put_to_confirmed
-                                .observe(since.elapsed().as_secs_f64());
-                        }
-                        TxStatus::Confirmed { height, depth }
-                    } else {
-                        TxStatus::Included { height }
-                    }
-                }
-            };
-            tracked.status.send_if_modified(|s| {
-                let changed = *s != new;
-                *s = new;
-                changed
-            });
-        }
-        for id in finished {
-            self.receipts.remove(&id);
-            if let Some(journal) = &self.journal {
-                journal.done(id);
-            }
-        }
     }
 
     /// Gives the miner a fresh template, or stops it, according to the policy.
