@@ -44,20 +44,13 @@ if ! command -v wrk >/dev/null; then
 fi
 
 bin=target/release/kvchain
-tmp=$(mktemp -d)
-export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=http-load
-export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4700}
 # testnet.sh gives node I the HTTP port base + I (base 0: any free port).
 export KVCHAIN_TESTNET_HTTP_PORT=$((HTTP_PORT > 0 ? HTTP_PORT - 1 : 0))
 ME=scripts/http_load.sh
-# shellcheck source=testnet/lib.sh
-source testnet/lib.sh # wait_for, json_get
-cleanup() {
-    testnet/testnet.sh down >/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=testnet/private.sh
+source testnet/private.sh
+private_testnet http-load "${KVCHAIN_BENCH_PORT:-4700}" # and lib.sh: wait_for, json_get
+tmp=$TMP
 
 testnet/testnet.sh up 1 --http --difficulty 16 -- --mine auto >/dev/null
 url=$(json_get http <"$KVCHAIN_TESTNET_DIR/node1/node.json")

@@ -25,7 +25,6 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-export KVCHAIN_TESTNET_DIR="$tmp/run"
 ME=scripts/profile.sh
 # shellcheck source=testnet/lib.sh
 source testnet/lib.sh # wait_for, json_get
@@ -36,7 +35,8 @@ run_pid=$!
 started() { grep -q '^== .* bench ' "$tmp/throughput.txt" 2>/dev/null; }
 wait_for 600 "the load to start" started
 sleep 6
-pid=$(json_get pid <"$KVCHAIN_TESTNET_DIR/node1.json")
+run=$(sed -n 's/^== run dir: //p' "$tmp/throughput.txt")
+pid=$(json_get pid <"$run/node1.json")
 perf record -q -F 499 --call-graph dwarf,16384 -p "$pid" -o "$tmp/perf.data" -- sleep "$secs"
 wait "$run_pid"
 run_pid=
@@ -55,7 +55,7 @@ run_pid=
         grep '%' | grep -E 'kvchain::|ed25519|gossipsub::|hyper::' | head -40
 } | cut -c1-200 >"$out.txt"
 if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
-    perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph >"$out.svg"
+    perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --minwidth 2 >"$out.svg"
     echo "wrote $out.txt and $out.svg"
 else
     echo "wrote $out.txt (no flame graph: cargo install inferno for one)"

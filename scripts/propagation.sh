@@ -11,14 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 blocks=${1:-200}
 difficulty=${2:-18}
 nodes=4
-tmp=$(mktemp -d)
-export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=propagation
-export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4600}
 ME=scripts/propagation.sh
-# shellcheck source=testnet/lib.sh
-source testnet/lib.sh # wait_for, json_get
-net=testnet/testnet.sh
-trap '"$net" down >/dev/null || true; rm -rf "$tmp"' EXIT
+# shellcheck source=testnet/private.sh
+source testnet/private.sh
+private_testnet propagation "${KVCHAIN_BENCH_PORT:-4600}" # and lib.sh: wait_for, json_get
+net=$NET
 
 "$net" up "$nodes" --difficulty "$difficulty" -- --mine off --log info >/dev/null
 

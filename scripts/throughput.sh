@@ -29,14 +29,11 @@ for n in "$nodes" "$difficulty" "$confirmations" "$threads"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "error: NODES, DIFFICULTY, CONFIRMATIONS, THREADS are integers" >&2; exit 2; }
 done
 
-tmp=$(mktemp -d)
-export KVCHAIN_TESTNET_DIR="$tmp/run" KVCHAIN_TESTNET_NETWORK=throughput
-export KVCHAIN_TESTNET_PORT=${KVCHAIN_BENCH_PORT:-4700}
 ME=scripts/throughput.sh
-# shellcheck source=testnet/lib.sh
-source testnet/lib.sh # wait_for, json_get
-net=testnet/testnet.sh
-trap '"$net" down >/dev/null || true; rm -rf "$tmp"' EXIT
+# shellcheck source=testnet/private.sh
+source testnet/private.sh
+private_testnet throughput "${KVCHAIN_BENCH_PORT:-4700}" # and lib.sh: wait_for, json_get
+net=$NET
 
 # shellcheck disable=SC2086 # NODE_ARGS is a list of flags
 "$net" up "$nodes" --difficulty "$difficulty" --http -- \
@@ -74,6 +71,7 @@ start=$(date +%s.%N)
 
 echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), commit $(git describe --always --dirty 2>/dev/null || echo unknown)"
 echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $confirmations, --threads $threads"
+echo "== run dir: $KVCHAIN_TESTNET_DIR"
 echo "== $bin bench ${bench_args[*]}"
 "$bin" bench "${urls[@]}" "${bench_args[@]}"
 

@@ -1,4 +1,4 @@
-//! One test per block rule of DESIGN.md, each asserting its specific error and that the
+//! One test per block rule (`chain/validate.rs`), each asserting its specific error and that the
 //! chain is unchanged, in the style of Bitcoin Core's feature_block.
 
 mod common;

@@ -118,19 +118,24 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
     let now = now_ms();
     let mut most = 0;
     let mut sent = 0;
+    // In messages of 100 txs, as nodes gossip them: valid txs within every rate, so that
+    // only the mempool's bounds stand in their way (more messages a second than
+    // `Limits::gossip_rate` allows would be charged as a flood).
     for chunk in 0..FLOOD / 500 {
-        for i in 0..500 {
-            let n = chunk * 500 + i;
-            let tx = tx_at(&authors[(n % AUTHORS) as usize], "flood", n, now);
+        for batch in 0..5 {
+            let first = chunk * 500 + batch * 100;
+            let txs: Vec<Tx> = (first..first + 100)
+                .map(|n| tx_at(&authors[(n % AUTHORS) as usize], "flood", n, now))
+                .collect();
             let deadline = std::time::Instant::now() + LIMIT;
-            while !m.publish_txs(std::slice::from_ref(&tx)) {
+            while !m.publish_txs(&txs) {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "could not publish tx {n} within {LIMIT:?}"
+                    "could not publish txs from {first} within {LIMIT:?}"
                 );
                 m.run_for(Duration::from_millis(5), &mut answer).await;
             }
-            sent += 1;
+            sent += txs.len();
         }
         m.run_for(Duration::from_millis(2), &mut answer).await;
         // The node answers while flooded, and its mempool stays within its bounds.
