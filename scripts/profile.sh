@@ -48,11 +48,11 @@ run_pid=
     perf report -i "$tmp/perf.data" --no-children --sort comm -g none --stdio 2>/dev/null | grep '%'
     echo
     echo "## hottest functions (self)"
-    perf report -i "$tmp/perf.data" --no-children --sort sym -g none --stdio 2>/dev/null | grep '%' | head -30
+    perf report -i "$tmp/perf.data" --no-children --sort sym -g none --stdio 2>/dev/null | grep '%' | sed -n '1,30p'
     echo
     echo "## kvchain functions with their callees"
     perf report -i "$tmp/perf.data" --children --sort sym -g none --stdio 2>/dev/null |
-        grep '%' | grep -E 'kvchain::|ed25519|gossipsub::|hyper::' | head -40
+        grep '%' | grep -E 'kvchain::|ed25519|gossipsub::|hyper::' | sed -n '1,40p'
 } | cut -c1-200 >"$out.txt"
 if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
     perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --minwidth 2 >"$out.svg"

@@ -1,5 +1,6 @@
 //! The node task's loop: commands from handles, blocks from the miner, events from the
-//! network, and the timers for hashrate, template refresh and peer polling.
+//! network, signature checks and block-log fsyncs that finished, and the timers for
+//! hashrate, template refresh, gossip batches and peer polling.
 
 use super::sync::BlockSync;
 use super::verify::{Verifier, BLOCK_CHECKS, TX_CHECKS};
