@@ -177,3 +177,45 @@ async fn a_flood_of_valid_txs_keeps_the_mempool_bounded_and_own_writes_go_throug
     // Valid txs, however many: nobody is charged for them.
     assert_eq!(points(&node.net, m.id()).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_gossip_messages_than_the_peer_rate_allows_are_charged() {
+    // A low rate (50 messages a second, bursts of 100), so that a few hundred messages
+    // of valid txs overrun it: the messages themselves are fine, their number is not.
+    let tuning = Tuning {
+        limits: kvchain::net::Limits {
+            gossip_rate: kvchain::net::ratelimit::Rate {
+                per_second: 50.0,
+                burst: 100.0,
+            },
+            ..kvchain::net::Limits::default()
+        },
+        ..Tuning::default()
+    };
+    let params = params();
+    let node = spawn_tuned(&params, MiningPolicy::Off, vec![], tuning).await;
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    let mut answer = quiet(&params);
+    m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let before = HonestState::of(&node.handle).await;
+    let author = key(7);
+    let now = now_ms();
+    for n in 0..600 {
+        // Publishing may fail once the node stops taking our messages: that is the point.
+        let _ = m.publish_txs(&[tx_at(&author, "rate", n, now)]);
+    }
+    let (net, me) = (node.net.clone(), m.id());
+    let charged = m
+        .run_until(LIMIT, &mut answer, async move {
+            until("the flooding peer is charged", || async {
+                points(&net, me).await > 0
+            })
+            .await
+        })
+        .await;
+    assert!(charged, "a peer over the gossip rate is charged within {LIMIT:?}");
+    // The chain and index are untouched, and far fewer txs than were sent got in.
+    let after = HonestState::of(&node.handle).await;
+    assert_eq!((after.tip, after.digest), (before.tip, before.digest));
+    assert!(after.mempool < 600, "the rate held: {} txs taken", after.mempool);
+}
