@@ -213,9 +213,16 @@ async fn more_gossip_messages_than_the_peer_rate_allows_are_charged() {
             .await
         })
         .await;
-    assert!(charged, "a peer over the gossip rate is charged within {LIMIT:?}");
+    assert!(
+        charged,
+        "a peer over the gossip rate is charged within {LIMIT:?}"
+    );
     // The chain and index are untouched, and far fewer txs than were sent got in.
     let after = HonestState::of(&node.handle).await;
     assert_eq!((after.tip, after.digest), (before.tip, before.digest));
-    assert!(after.mempool < 600, "the rate held: {} txs taken", after.mempool);
+    assert!(
+        after.mempool < 600,
+        "the rate held: {} txs taken",
+        after.mempool
+    );
 }
