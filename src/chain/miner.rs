@@ -1,6 +1,5 @@
 //! The miner: solves block templates on N OS threads and drops stale work quickly.
 //!
-//! Miner threads run at the lowest CPU priority, so mining never slows the node itself.
 //! Each thread searches its own slice of the nonce space in chunks, checking a generation
 //! counter between chunks; [`Miner::set_work`] bumps the counter, so a tip or template
 //! change stops the old search within one chunk (a fraction of a millisecond).
@@ -61,10 +60,7 @@ impl Miner {
                 let found = found.clone();
                 std::thread::Builder::new()
                     .name(format!("miner-{t}"))
-                    .spawn(move || {
-                        lower_priority();
-                        run(&shared, t * (u64::MAX / n), &*found)
-                    })
+                    .spawn(move || run(&shared, t * (u64::MAX / n), &*found))
             })
             .filter_map(|r| match r {
                 Ok(h) => Some(h),
@@ -108,24 +104,6 @@ impl Drop for Miner {
         self.shared.wake.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
-        }
-    }
-}
-
-/// Puts the calling thread at the lowest CPU priority (nice 19, this thread alone), so that
-/// the node's own validation, network and API always run before its miner: a busy node
-/// then mines in the time it has left, rather than starving what it mines for.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: two system calls on the calling thread that take and return plain
-        // integers; no memory is shared with the kernel.
-        let failed = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0
-        };
-        if failed {
-            tracing::debug!("could not lower a miner thread's priority");
         }
     }
 }
