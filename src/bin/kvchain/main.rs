@@ -167,6 +167,10 @@ enum Command {
         /// Print the report as one line of JSON.
         #[arg(long)]
         json: bool,
+        /// Also write every write as a CSV row (due and answer times, node, outcome,
+        /// latency) to this file, for plots over time.
+        #[arg(long)]
+        samples: Option<PathBuf>,
     },
     /// Measure this machine's mining speed and the block time it gives at each difficulty.
     Hashrate {
@@ -389,6 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             prefix,
             token_file,
             json,
+            samples,
         } => {
             init_logs(None, None)?;
             let range = 1..=4096;
@@ -424,6 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 timeout: seconds_flag("--timeout", timeout, 0.1, 600.0)?,
                 prefix,
                 token: client_token(token_file.as_deref())?,
+                samples,
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(bench::run(opts, json))?;

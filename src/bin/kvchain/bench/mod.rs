@@ -89,6 +89,8 @@ pub struct Options {
     pub prefix: String,
     /// Bearer token for the writes.
     pub token: Option<String>,
+    /// Write every write's sample to this CSV file (see [`stats::write_csv`]).
+    pub samples: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -119,7 +121,18 @@ pub async fn run(opts: Options, json: bool) -> Result<()> {
     let mut probe = Conn::open(first, None).await?;
     let start_height = height(&mut probe).await?;
 
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let samples = offer(&opts, &targets).await;
+    if let Some(path) = &opts.samples {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        stats::write_csv(&mut out, &samples, start_unix)
+            .and_then(|()| std::io::Write::flush(&mut out))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let window = opts.duration.as_secs_f64();
     let warm = opts.warmup.as_secs_f64();
     // Writes due in the measured window that got what they waited for.
@@ -230,6 +243,7 @@ async fn offer(opts: &Options, targets: &[Target]) -> Vec<Sample> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
         let worker = Worker {
+            node: c % targets.len(),
             id: c,
             of: connections,
             target: targets[c % targets.len()].clone(),
@@ -251,6 +265,7 @@ async fn offer(opts: &Options, targets: &[Target]) -> Vec<Sample> {
 
 /// One connection's share of the load.
 struct Worker {
+    node: usize,
     id: usize,
     of: usize,
     target: Target,
@@ -288,6 +303,7 @@ impl Worker {
                 due,
                 done: self.start.elapsed().as_secs_f64(),
                 outcome,
+                node: self.node,
             });
         }
         samples

@@ -30,6 +30,8 @@ pub struct Sample {
     pub done: f64,
     /// What the answer said.
     pub outcome: Outcome,
+    /// Which node (its place in the `--node` list) the write went to.
+    pub node: usize,
 }
 
 impl Sample {
@@ -37,6 +39,41 @@ impl Sample {
     pub fn latency_ms(&self) -> f64 {
         (self.done - self.due) * 1e3
     }
+
+    /// The outcome's name, as in the JSON report.
+    pub fn outcome_name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Pending => "pending",
+            Outcome::Included => "included",
+            Outcome::Confirmed => "confirmed",
+            Outcome::Refused => "refused",
+            Outcome::Unanswered => "unanswered",
+        }
+    }
+}
+
+/// Writes every sample as a CSV row (`due_unix_s,done_unix_s,node,outcome,latency_ms`),
+/// times as Unix seconds given `start_unix`, the run's start; for plots over time.
+pub fn write_csv(
+    out: &mut impl std::io::Write,
+    samples: &[Sample],
+    start_unix: f64,
+) -> std::io::Result<()> {
+    writeln!(out, "due_unix_s,done_unix_s,node,outcome,latency_ms")?;
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by(|a, b| a.due.total_cmp(&b.due));
+    for s in sorted {
+        writeln!(
+            out,
+            "{:.4},{:.4},{},{},{:.2}",
+            start_unix + s.due,
+            start_unix + s.done,
+            s.node + 1,
+            s.outcome_name(),
+            s.latency_ms()
+        )?;
+    }
+    Ok(())
 }
 
 /// Latency percentiles, in milliseconds.
@@ -155,6 +192,7 @@ mod tests {
             due: 0.0,
             done: 0.001,
             outcome,
+            node: 0,
         };
         let t = tally(&[
             s(Outcome::Confirmed),
@@ -164,5 +202,28 @@ mod tests {
         assert_eq!(t.get(&Outcome::Confirmed), Some(&2));
         assert_eq!(t.get(&Outcome::Refused), Some(&1));
         assert!((s(Outcome::Pending).latency_ms() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn csv_has_one_row_per_sample_in_due_order_with_unix_times() {
+        let s = |due: f64, outcome| Sample {
+            due,
+            done: due + 0.5,
+            outcome,
+            node: 1,
+        };
+        let mut out = Vec::new();
+        write_csv(
+            &mut out,
+            &[s(2.0, Outcome::Unanswered), s(1.0, Outcome::Confirmed)],
+            100.0,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "due_unix_s,done_unix_s,node,outcome,latency_ms");
+        assert_eq!(lines[1], "101.0000,101.5000,2,confirmed,500.00");
+        assert_eq!(lines[2], "102.0000,102.5000,2,unanswered,500.00");
+        assert_eq!(lines.len(), 3);
     }
 }
