@@ -33,38 +33,14 @@ ME=scripts/throughput.sh
 # shellcheck source=testnet/private.sh
 source testnet/private.sh
 private_testnet throughput "${KVCHAIN_BENCH_PORT:-4700}" # and lib.sh: wait_for, json_get
-net=$NET
-
-# shellcheck disable=SC2086 # NODE_ARGS is a list of flags
-"$net" up "$nodes" --difficulty "$difficulty" --http -- \
-    --confirmations "$confirmations" --threads "$threads" --log warn ${NODE_ARGS:-} >/dev/null
+# shellcheck source=scripts/experiments/net.sh
+source scripts/experiments/net.sh # net_up, cpu_secs
 bin=${KVCHAIN_TESTNET_BIN:-target/release/kvchain}
+# shellcheck disable=SC2086 # NODE_ARGS is a list of flags
+net_up "$nodes" "$difficulty" --confirmations "$confirmations" --threads "$threads" ${NODE_ARGS:-} ||
+    exit 1
+pids=("${NODE_PIDS[@]}")
 
-# Node I's field KEY from the node.json the testnet keeps of it.
-field() { json_get "$2" <"$KVCHAIN_TESTNET_DIR/node$1.json"; }
-# Whether node I sees every other node.
-meshed() {
-    local peers
-    peers=$("$net" send "$1" "status --json" | json_get peers)
-    is_uint "$peers" && ((peers >= nodes - 1))
-}
-urls=() pids=()
-for ((i = 1; i <= nodes; i++)); do
-    wait_for 30 "node $i to see every other node" meshed "$i"
-    urls+=(--node "$(field "$i" http)")
-    pids+=("$(field "$i" pid)")
-done
-# Let the gossip mesh form (heartbeat 0.5 s) before the load starts.
-sleep 2
-
-# CPU seconds (user + system) process $1 has used.
-cpu_secs() {
-    local stat
-    stat=$(cat "/proc/$1/stat")
-    stat=${stat##*) }
-    # Fields 14 and 15 of stat are the 12th and 13th after the state.
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' <<<"$stat"
-}
 before=()
 for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
 start=$(date +%s.%N)
@@ -73,7 +49,7 @@ echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model
 echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $confirmations, --threads $threads"
 echo "== run dir: $KVCHAIN_TESTNET_DIR"
 echo "== $bin bench ${bench_args[*]}"
-"$bin" bench "${urls[@]}" "${bench_args[@]}"
+"$bin" bench "${BENCH_NODES[@]}" "${bench_args[@]}"
 
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
 line="cpu per node (% of one core, over ${elapsed%.*} s):"
