@@ -304,6 +304,8 @@ impl Worker {
                 done: self.start.elapsed().as_secs_f64(),
                 outcome,
                 node: self.node,
+                conn: self.id,
+                seq,
             });
         }
         samples

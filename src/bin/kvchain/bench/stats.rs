@@ -32,6 +32,10 @@ pub struct Sample {
     pub outcome: Outcome,
     /// Which node (its place in the `--node` list) the write went to.
     pub node: usize,
+    /// The connection it went on; the key is `PREFIX-CONN-SEQ`.
+    pub conn: usize,
+    /// Its place among the connection's writes.
+    pub seq: u64,
 }
 
 impl Sample {
@@ -52,23 +56,29 @@ impl Sample {
     }
 }
 
-/// Writes every sample as a CSV row (`due_unix_s,done_unix_s,node,outcome,latency_ms`),
-/// times as Unix seconds given `start_unix`, the run's start; for plots over time.
+/// Writes every sample as a CSV row (`due_unix_s,done_unix_s,node,conn,seq,outcome,
+/// latency_ms`), times as Unix seconds given `start_unix`, the run's start; nodes count
+/// from 1; for plots over time, and to read each write's key back.
 pub fn write_csv(
     out: &mut impl std::io::Write,
     samples: &[Sample],
     start_unix: f64,
 ) -> std::io::Result<()> {
-    writeln!(out, "due_unix_s,done_unix_s,node,outcome,latency_ms")?;
+    writeln!(
+        out,
+        "due_unix_s,done_unix_s,node,conn,seq,outcome,latency_ms"
+    )?;
     let mut sorted: Vec<&Sample> = samples.iter().collect();
     sorted.sort_by(|a, b| a.due.total_cmp(&b.due));
     for s in sorted {
         writeln!(
             out,
-            "{:.4},{:.4},{},{},{:.2}",
+            "{:.4},{:.4},{},{},{},{},{:.2}",
             start_unix + s.due,
             start_unix + s.done,
             s.node + 1,
+            s.conn,
+            s.seq,
             s.outcome_name(),
             s.latency_ms()
         )?;
@@ -193,6 +203,8 @@ mod tests {
             done: 0.001,
             outcome,
             node: 0,
+            conn: 0,
+            seq: 0,
         };
         let t = tally(&[
             s(Outcome::Confirmed),
@@ -211,6 +223,8 @@ mod tests {
             done: due + 0.5,
             outcome,
             node: 1,
+            conn: 3,
+            seq: 7,
         };
         let mut out = Vec::new();
         write_csv(
@@ -221,9 +235,12 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "due_unix_s,done_unix_s,node,outcome,latency_ms");
-        assert_eq!(lines[1], "101.0000,101.5000,2,confirmed,500.00");
-        assert_eq!(lines[2], "102.0000,102.5000,2,unanswered,500.00");
+        assert_eq!(
+            lines[0],
+            "due_unix_s,done_unix_s,node,conn,seq,outcome,latency_ms"
+        );
+        assert_eq!(lines[1], "101.0000,101.5000,2,3,7,confirmed,500.00");
+        assert_eq!(lines[2], "102.0000,102.5000,2,3,7,unanswered,500.00");
         assert_eq!(lines.len(), 3);
     }
 }
