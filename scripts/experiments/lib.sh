@@ -50,7 +50,11 @@ exp_init() {
     OUT=$(cd "$OUT" && pwd)
     if [[ -z ${KVCHAIN_TESTNET_BIN:-} ]]; then
         exp_log "building the release binary"
-        (cd "$ROOT" && cargo build --release --quiet --bin kvchain) || exp_die "cargo build failed"
+        # Under `cargo test` the environment holds the test's CARGO_PKG_* and the like;
+        # passed on, they would make cargo rebuild the binary every time.
+        (cd "$ROOT" && unset "${!CARGO_PKG_@}" "${!CARGO_MANIFEST_@}" "${!CARGO_BIN_@}" \
+            CARGO_CRATE_NAME CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR CARGO_RUSTC_CURRENT_DIR &&
+            cargo build --release --quiet --bin kvchain) || exp_die "cargo build failed"
     fi
     [[ -x $BIN ]] || exp_die "no kvchain binary at $BIN"
     {

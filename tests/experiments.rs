@@ -1,0 +1,140 @@
+//! Smoke tests of the experiment scripts in `scripts/experiments/`: each runs at its
+//! smallest scale (`--smoke`, real nodes on loopback) into a temp dir and must produce
+//! its CSV, with a header and data, and its PNG plot. The scripts build the release
+//! binary and install matplotlib into a venv under `target/` themselves.
+//!
+//! The runs take turns (one lock): they start networks of real processes, and the
+//! figures they print are only meaningful, and their waits only bounded, on a quiet
+//! machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One script at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Longest a smoke run may take, build and venv included, before it is killed.
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `scripts/experiments/NAME.sh --smoke --out DIR` and checks that DIR holds each
+/// of `files`: CSVs with a header and at least one row, PNGs that are PNG images.
+fn smoke(name: &str, files: &[&str]) {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("temp dir");
+    let script = root().join(format!("scripts/experiments/{name}.sh"));
+    let log = out.path().join("run.log");
+    let started = Instant::now();
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .arg("--smoke")
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("KVCHAIN_TESTNET_BIN")
+        .env_remove("KVCHAIN_TESTNET_DIR")
+        .stdout(Stdio::from(std::fs::File::create(&log).expect("log file")))
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("log file"),
+        ))
+        .spawn()
+        .expect("start the script");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break Some(status);
+        }
+        if started.elapsed() > LIMIT {
+            // The script's own EXIT trap stops its nodes on SIGTERM.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!(
+        "{name}.sh --smoke took {:.0} s:\n{output}",
+        started.elapsed().as_secs_f64()
+    );
+    let status = status.unwrap_or_else(|| panic!("{name}.sh --smoke ran over {LIMIT:?}"));
+    assert!(status.success(), "{name}.sh --smoke failed ({status})");
+    for file in files {
+        check_file(&out.path().join(file));
+    }
+    check_file(&out.path().join("meta.txt"));
+}
+
+fn check_file(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+            "{} is not a PNG plot",
+            path.display()
+        ),
+        Some("csv") => {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            assert!(header.contains(','), "{} has no header", path.display());
+            let columns = header.split(',').count();
+            let rows: Vec<&str> = lines.collect();
+            assert!(!rows.is_empty(), "{} has no data rows", path.display());
+            for row in rows {
+                assert_eq!(
+                    row.split(',').count(),
+                    columns,
+                    "{}: a row does not match the header: {row}",
+                    path.display()
+                );
+            }
+        }
+        _ => assert!(!bytes.is_empty(), "{} is empty", path.display()),
+    }
+}
+
+#[test]
+fn every_experiment_script_has_a_smoke_test() {
+    let tested = ["difficulty", "faults"];
+    let dir = root().join("scripts/experiments");
+    let mut scripts: Vec<String> = std::fs::read_dir(&dir)
+        .expect("scripts/experiments")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".sh").map(str::to_string))
+        .filter(|n| n != "lib" && n != "net")
+        .collect();
+    scripts.sort();
+    let mut expected: Vec<String> = tested.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        scripts, expected,
+        "a script without a smoke test, or the reverse"
+    );
+}
+
+#[test]
+fn difficulty_writes_its_table_and_plot() {
+    smoke("difficulty", &["difficulty.csv", "difficulty.png"]);
+}
+
+#[test]
+fn faults_writes_its_tables_and_plot() {
+    smoke(
+        "faults",
+        &[
+            "faults.csv",
+            "faults_writes.csv",
+            "faults_nodes.csv",
+            "faults_events.csv",
+            "faults.png",
+        ],
+    );
+}
