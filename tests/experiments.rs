@@ -102,7 +102,7 @@ fn check_file(path: &Path) {
 
 #[test]
 fn every_experiment_script_has_a_smoke_test() {
-    let tested = ["difficulty", "faults"];
+    let tested = ["difficulty", "faultmodels", "faults"];
     let dir = root().join("scripts/experiments");
     let mut scripts: Vec<String> = std::fs::read_dir(&dir)
         .expect("scripts/experiments")
@@ -135,6 +135,20 @@ fn faults_writes_its_tables_and_plot() {
             "faults_nodes.csv",
             "faults_events.csv",
             "faults.png",
+        ],
+    );
+}
+
+#[test]
+fn faultmodels_writes_its_tables_and_plot() {
+    smoke(
+        "faultmodels",
+        &[
+            "faultmodels.csv",
+            "faultmodels.png",
+            "crash-stop/writes.csv",
+            "crash-recovery/nodes.csv",
+            "miner-crash/check.json",
         ],
     );
 }

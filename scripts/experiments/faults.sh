@@ -45,7 +45,7 @@ event() { echo "$(date +%s.%N),$1,$2" >>"$events"; }
 python3 "$ROOT/scripts/experiments/sample_status.py" --out "$OUT/faults_nodes.csv" \
     --max-seconds $((total + 120)) "${NODE_URLS[@]}" &
 sampler=$!
-sampled() { [[ $(wc -l <"$OUT/faults_nodes.csv" 2>/dev/null || echo 0) -gt 1 ]]; }
+sampled() { [[ -f "$OUT/faults_nodes.csv" && $(wc -l <"$OUT/faults_nodes.csv") -gt 1 ]]; }
 wait_for 10 "the first status samples" sampled || exp_die "the status sampler did not start"
 prefix=faults-$(date +%s)
 "$BIN" bench "${BENCH_NODES[@]}" --rate "$rate" --connections 250 --wait confirmed \
@@ -66,9 +66,9 @@ at $((3 * phase))
 at $((4 * phase))
 for i in 3 4 5; do "$NET" restart "$i" >/dev/null && event restart "$i"; done
 
-wait "$bench" || exp_die "kvchain bench failed"
-event end 0
-# Sample on until every node has the same tip again (bounded), so convergence shows.
+# From the end of the load (the bench goes on to collect its last answers), sample on
+# until every node has the same tip again (bounded), so convergence shows.
+at "$total"
 same_tip() {
     local i tip first=""
     for ((i = 1; i <= nodes; i++)); do
@@ -79,6 +79,8 @@ same_tip() {
     done
 }
 wait_for 60 "every node to agree on the tip" same_tip && event converged 0
+wait "$bench" || exp_die "kvchain bench failed"
+event end 0
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 

@@ -4,6 +4,7 @@
 #
 #   net_up N DIFFICULTY [NODE-ARG...]   starts N nodes, waits until each sees all others
 #   net_down                             stops them and removes their data
+# NET_LOG sets the nodes' --log filter (default warn).
 # After net_up: NODE_URLS (each node's HTTP base URL), NODE_PIDS, BENCH_NODES (the
 # `--node URL` flags for kvchain bench, one per node).
 # shellcheck shell=bash
@@ -24,7 +25,7 @@ net_sees() {
 net_up() {
     local n=$1 difficulty=$2 i
     shift 2
-    "$NET" up "$n" --difficulty "$difficulty" --http -- --log warn "$@" >/dev/null
+    "$NET" up "$n" --difficulty "$difficulty" --http -- --log "${NET_LOG:-warn}" "$@" >/dev/null
     NODE_URLS=() NODE_PIDS=() BENCH_NODES=()
     for ((i = 1; i <= n; i++)); do
         wait_for 30 "node $i to see every other node" net_sees "$i" $((n - 1)) || return 1
