@@ -149,6 +149,8 @@ fn faultmodels_writes_its_tables_and_plot() {
             "crash-stop/writes.csv",
             "crash-recovery/nodes.csv",
             "miner-crash/check.json",
+            "byzantine/hostile.jsonl",
+            "byzantine/check.json",
         ],
     );
 }

@@ -38,6 +38,18 @@ def check(d, prefix, urls):
             at_height = get_json(f"{up[0]}/blocks/{block['height']}")
             canonical = bool(at_height and at_height.get("hash") == mined)
         result["mined_block"] = {"hash": mined, "known": block is not None, "canonical": canonical}
+    # A hostile peer's forged txs (keys forged-SEQ-I, odd SEQ) must be on no node.
+    try:
+        with open(f"{d}/hostile.jsonl") as f:
+            ticks = [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        ticks = None
+    if ticks is not None:
+        batches = max((t.get("forged_txs_sent", 0) for t in ticks), default=0) // 10
+        keys = [f"forged-{2 * b + 1}-{i}" for b in range(min(batches, 50)) for i in range(10)]
+        result["forged_found"] = sum(
+            1 for u in up for k in keys if get_json(f"{u}/kvs/{k}/history") not in (None, []))
+        result["forged_checked"] = len(keys) * len(up)
     with open(f"{d}/check.json", "w") as f:
         json.dump(result, f, indent=1)
 
@@ -80,9 +92,17 @@ def scenario_row(out, name):
     live = Liveness(samples)
     to_live = [w for w in writes if live.alive(int(w["node"]), w["due_unix_s"])]
     ok = lambda ws: [w for w in ws if w["outcome"] == "confirmed"]
-    fault = t.get("kill", t0)
+    fault = t.get("kill", t.get("hostile", t0))
     during = [w for w in ok(writes) if fault <= w["due_unix_s"] < t.get("restart", end)]
     lost = sum(r["missing"] for r in checked["read_back"])
+    cut_off = ""
+    if "hostile" in t:
+        with open(f"{d}/hostile.jsonl") as f:
+            ticks = [json.loads(line) for line in f if line.strip()]
+        # From its first connection to the moment it had none left for good.
+        comings = [x for x in ticks if x.get("event") in ("connected", "disconnected")]
+        if comings and comings[-1]["peers"] == 0:
+            cut_off = round(comings[-1]["t_unix"] - comings[0]["t_unix"], 3)
     mined = checked.get("mined_block", {})
     row = {
         "scenario": name,
@@ -96,6 +116,8 @@ def scenario_row(out, name):
         "converged_after_end_s": round(t["converged"] - end, 2) if "converged" in t else "",
         "caught_up_after_restart_s": caught_up(samples, t["restart"]) if "restart" in t else "",
         "confirmed_missing": lost,
+        "hostile_cut_off_s": cut_off,
+        "forged_txs_found": checked.get("forged_found", ""),
         # The crashed miner's last block: canonical, orphaned, or never seen by node 1.
         "mined_block": ("" if not mined else "never seen" if not mined["known"]
                         else "canonical" if mined["canonical"] else "orphaned"),
@@ -122,7 +144,10 @@ def report(out, names):
                  if r["caught_up_after_restart_s"] != "" else "")
               + f"one tip {r['converged_after_end_s']} s after the load stopped, "
               f"confirmed writes missing on read-back: {r['confirmed_missing']}"
-              + (f", the crashed miner's last block: {r['mined_block']}" if r["mined_block"] else ""))
+              + (f", the crashed miner's last block: {r['mined_block']}" if r["mined_block"] else "")
+              + (f", the hostile peer cut off by every node {r['hostile_cut_off_s']} s after its first connection"
+                 if r["hostile_cut_off_s"] != "" else "")
+              + (f", forged txs found in the chain: {r['forged_txs_found']}" if r["forged_txs_found"] != "" else ""))
     plot(series, f"{out}/faultmodels.png", out)
 
 
@@ -144,8 +169,10 @@ def plot(series, png, out):
         lat.set_yscale("log")
         lat.set_ylabel("p99 put→confirmed ms")
         for e in events:
-            if e["event"] in ("kill", "restart", "converged"):
-                color = {"kill": "tab:red", "restart": "tab:blue", "converged": "tab:green"}[e["event"]]
+            colors = {"kill": "tab:red", "restart": "tab:blue", "converged": "tab:green",
+                      "hostile": "tab:purple", "hostile-end": "tab:purple"}
+            if e["event"] in colors:
+                color = colors[e["event"]]
                 ax.axvline(e["t_unix"] - t0, color=color, ls=":", lw=0.9)
                 ax.annotate(e["event"], (e["t_unix"] - t0, 0.02), fontsize=7, color=color, rotation=90)
         h1, l1 = ax.get_legend_handles_labels()

@@ -6,12 +6,14 @@
 #   crash-recovery  node 4 is killed, and restarted one phase later
 #   miner-crash     node 4 is killed the moment it has mined a block, while that block
 #                   is still spreading, and restarted one phase later
+#   byzantine       for one phase a fifth, hostile peer (`kvchain hostile`) joins every
+#                   node and sends only forged txs and blocks without proof of work
 # Records what the clients see (every write) and each node's height and tip four times a
 # second; reports availability, latency, the longest stall, how long until every live
 # node agrees on the tip, and reads every confirmed write back afterwards.
 #
 # Usage: scripts/experiments/faultmodels.sh [--quick | --smoke] [--out DIR]
-#   full: phases of 10 s at 200 writes/s (about 3 minutes); --quick: 6 s; --smoke: 2 s
+#   full: phases of 10 s at 200 writes/s (about 3 minutes); --quick: 6 s; --smoke: 1 s
 # Writes OUT/faultmodels.csv (one row per scenario), OUT/SCENARIO/ (its writes, status
 # samples and events), OUT/faultmodels.png, OUT/summary.txt and OUT/meta.txt.
 set -euo pipefail
@@ -33,9 +35,9 @@ nodes=4
 case $MODE in
     full) phase=10 rate=200 ;;
     quick) phase=6 rate=150 ;;
-    smoke) phase=2 rate=100 ;;
+    smoke) phase=1 rate=100 ;;
 esac
-scenarios=(crash-stop crash-recovery miner-crash)
+scenarios=(crash-stop crash-recovery miner-crash byzantine)
 
 # Whether every node that answers has the same tip (and at least two answer).
 agree() {
@@ -93,8 +95,21 @@ run() {
             event kill 4
             echo "$mined" >"$dir/mined_block.txt"
             ;;
+        byzantine)
+            local boot=() i
+            for ((i = 1; i <= nodes; i++)); do boot+=(--bootstrap "$(net_field "$i" p2p)"); done
+            event hostile 5
+            "$BIN" hostile --network "$KVCHAIN_TESTNET_NETWORK" --difficulty 20 "${boot[@]}" \
+                --seconds "$phase" --every-ms 20 >"$dir/hostile.jsonl" 2>"$dir/hostile.log" ||
+                exp_die "kvchain hostile failed (see $dir/hostile.log)"
+            event hostile-end 5
+            # What the honest nodes hold against it (their ban lists, with reasons).
+            for ((i = 1; i <= nodes; i++)); do
+                "$NET" send "$i" peers >"$dir/peers_node$i.txt" 2>&1 || true
+            done
+            ;;
     esac
-    if [[ $name != crash-stop ]]; then
+    if [[ $name == crash-recovery || $name == miner-crash ]]; then
         sleep $((started + 2 * phase - SECONDS > 0 ? started + 2 * phase - SECONDS : 0))
         "$NET" restart 4 >/dev/null && event restart 4
     fi

@@ -2,6 +2,7 @@
 
 mod bench;
 mod daemon;
+mod hostile;
 mod node_file;
 mod remote;
 
@@ -171,6 +172,29 @@ enum Command {
         /// latency) to this file, for plots over time.
         #[arg(long)]
         samples: Option<PathBuf>,
+    },
+    /// A Byzantine peer for experiments: joins a network and sends only forged txs and
+    /// blocks without proof of work, until the honest nodes cut it off.
+    #[command(hide = true)]
+    Hostile {
+        /// The network's name.
+        #[arg(long, default_value = "kvchain")]
+        network: String,
+        /// The network's difficulty.
+        #[arg(long, default_value_t = 22)]
+        difficulty: u32,
+        /// Peer to join through (repeatable).
+        #[arg(long, required = true)]
+        bootstrap: Vec<Multiaddr>,
+        /// How long to misbehave, in seconds.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Milliseconds between two hostile messages.
+        #[arg(long, default_value_t = 50)]
+        every_ms: u64,
+        /// Forged txs per gossip message.
+        #[arg(long, default_value_t = 10)]
+        txs_per_message: usize,
     },
     /// Measure this machine's mining speed and the block time it gives at each difficulty.
     Hashrate {
@@ -433,6 +457,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(bench::run(opts, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hostile {
+            network,
+            difficulty,
+            bootstrap,
+            seconds,
+            every_ms,
+            txs_per_message,
+        } => {
+            init_logs(None, None)?;
+            anyhow::ensure!(every_ms > 0, "--every-ms must be positive");
+            anyhow::ensure!(
+                (1..=kvchain::net::protocol::MAX_GOSSIP_TXS).contains(&txs_per_message),
+                "--txs-per-message must be 1 to {}",
+                kvchain::net::protocol::MAX_GOSSIP_TXS
+            );
+            let opts = hostile::Options {
+                network,
+                difficulty,
+                bootstrap,
+                duration: seconds_flag("--seconds", seconds, 0.1, 3600.0)?,
+                every: Duration::from_millis(every_ms),
+                txs_per_message,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hostile::run(opts))?;
+            rt.shutdown_background();
             Ok(ExitCode::SUCCESS)
         }
         Command::Hashrate { threads, seconds } => {
