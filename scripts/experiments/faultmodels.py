@@ -92,8 +92,9 @@ def scenario_row(out, name):
     live = Liveness(samples)
     to_live = [w for w in writes if live.alive(int(w["node"]), w["due_unix_s"])]
     ok = lambda ws: [w for w in ws if w["outcome"] == "confirmed"]
-    fault = t.get("kill", t.get("hostile", t0))
-    during = [w for w in ok(writes) if fault <= w["due_unix_s"] < t.get("restart", end)]
+    fault = t.get("kill", t.get("hostile", t.get("omit", t0)))
+    fault_end = t.get("restart", t.get("omit-end", t.get("hostile-end", end)))
+    during = [w for w in ok(writes) if fault <= w["due_unix_s"] < fault_end]
     lost = sum(r["missing"] for r in checked["read_back"])
     cut_off = ""
     if "hostile" in t:
@@ -170,7 +171,8 @@ def plot(series, png, out):
         lat.set_ylabel("p99 put→confirmed ms")
         for e in events:
             colors = {"kill": "tab:red", "restart": "tab:blue", "converged": "tab:green",
-                      "hostile": "tab:purple", "hostile-end": "tab:purple"}
+                      "hostile": "tab:purple", "hostile-end": "tab:purple",
+                      "omit": "tab:brown", "omit-end": "tab:brown"}
             if e["event"] in colors:
                 color = colors[e["event"]]
                 ax.axvline(e["t_unix"] - t0, color=color, ls=":", lw=0.9)

@@ -6,6 +6,9 @@
 #   crash-recovery  node 4 is killed, and restarted one phase later
 #   miner-crash     node 4 is killed the moment it has mined a block, while that block
 #                   is still spreading, and restarted one phase later
+#   omission        for one phase node 4 drops half of the gossip messages it receives
+#                   and would send (restarted with the hidden --omit-gossip 0.5, and
+#                   restarted without it after)
 #   byzantine       for one phase a fifth, hostile peer (`kvchain hostile`) joins every
 #                   node and sends only forged txs and blocks without proof of work
 # Records what the clients see (every write) and each node's height and tip four times a
@@ -35,9 +38,9 @@ nodes=4
 case $MODE in
     full) phase=10 rate=200 ;;
     quick) phase=6 rate=150 ;;
-    smoke) phase=1 rate=100 ;;
+    smoke) phase=1 rate=100 NET_SETTLE=0.5 ;;
 esac
-scenarios=(crash-stop crash-recovery miner-crash byzantine)
+scenarios=(crash-stop crash-recovery miner-crash omission byzantine)
 
 # Whether every node that answers has the same tip (and at least two answer).
 agree() {
@@ -94,6 +97,16 @@ run() {
             mined=$(kill_after_mined)
             event kill 4
             echo "$mined" >"$dir/mined_block.txt"
+            ;;
+        omission)
+            "$NET" kill 4 >/dev/null
+            printf '%s\n' --omit-gossip 0.5 >>"$KVCHAIN_TESTNET_DIR/node4.args"
+            "$NET" restart 4 >/dev/null && event omit 4
+            sleep $((started + 2 * phase - SECONDS > 0 ? started + 2 * phase - SECONDS : 0))
+            "$NET" kill 4 >/dev/null
+            head -n -2 "$KVCHAIN_TESTNET_DIR/node4.args" >"$TMP/args" &&
+                cat "$TMP/args" >"$KVCHAIN_TESTNET_DIR/node4.args"
+            "$NET" restart 4 >/dev/null && event omit-end 4
             ;;
         byzantine)
             local boot=() i

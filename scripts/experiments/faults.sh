@@ -30,7 +30,7 @@ difficulty=20
 case $MODE in
     full) phase=15 rate=300 ;;
     quick) phase=8 rate=200 ;;
-    smoke) phase=2 rate=100 ;;
+    smoke) phase=2 rate=100 NET_SETTLE=0.5 ;;
 esac
 # Kill 5, then 4, then 3 (node 1 stays up: the load generator reads the blocks from
 # it at the end), restart all three, then let the network settle for two phases.

@@ -4,7 +4,8 @@
 #
 #   net_up N DIFFICULTY [NODE-ARG...]   starts N nodes, waits until each sees all others
 #   net_down                             stops them and removes their data
-# NET_LOG sets the nodes' --log filter (default warn).
+# NET_LOG sets the nodes' --log filter (default warn); NET_SETTLE the seconds given the
+# gossip mesh to form after every node sees the others (default 2).
 # After net_up: NODE_URLS (each node's HTTP base URL), NODE_PIDS, BENCH_NODES (the
 # `--node URL` flags for kvchain bench, one per node).
 # shellcheck shell=bash
@@ -34,7 +35,7 @@ net_up() {
         BENCH_NODES+=(--node "$(net_field "$i" http)")
     done
     # Let the gossip mesh form (heartbeat 0.5 s) before any load starts.
-    sleep 2
+    sleep "${NET_SETTLE:-2}"
 }
 
 net_down() { "$NET" down >/dev/null || true; }

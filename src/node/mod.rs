@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod metrics;
+pub mod omission;
 pub mod store;
 mod sync;
 mod task;
@@ -48,6 +49,9 @@ pub struct NodeConfig {
     pub metrics: Arc<NodeMetrics>,
     /// The mempool's bounds.
     pub mempool: MempoolLimits,
+    /// Share of gossip messages dropped in and out (an omission fault for experiments;
+    /// 0 in a normal node).
+    pub omit_gossip: f64,
 }
 
 impl NodeConfig {
@@ -62,6 +66,7 @@ impl NodeConfig {
             threads: 1,
             metrics: Arc::new(NodeMetrics::default()),
             mempool: MempoolLimits::default(),
+            omit_gossip: 0.0,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub mdns: bool,
     pub mining: MiningPolicy,
     pub threads: usize,
+    /// Share of gossip messages dropped in and out (experiments only).
+    pub omit_gossip: f64,
     pub confirmations: u64,
     pub limits: net::Limits,
     pub http: Option<std::net::SocketAddr>,
@@ -131,6 +133,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         threads: opts.threads,
         metrics: metrics.clone(),
         mempool: Default::default(),
+        omit_gossip: opts.omit_gossip,
     };
     let started = node::start_with_network(
         config,

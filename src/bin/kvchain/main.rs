@@ -81,6 +81,9 @@ enum Command {
         /// File holding the bearer token every HTTP write (PUT, DELETE) must carry.
         #[arg(long, requires = "http")]
         http_token_file: Option<PathBuf>,
+        /// Experiments only: drop this share (0 to 1) of gossip messages, in and out.
+        #[arg(long, default_value_t = 0.0, hide = true)]
+        omit_gossip: f64,
     },
     /// Write a value through a node's HTTP API.
     Put {
@@ -331,8 +334,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             http,
             http_vhosts,
             http_token_file,
+            omit_gossip,
         } => {
             init_logs(log, log_file)?;
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&omit_gossip),
+                "--omit-gossip must be 0 to 1"
+            );
             anyhow::ensure!(threads >= 1, "--threads must be at least 1");
             anyhow::ensure!(max_peers >= 1, "--max-peers must be at least 1");
             let limits = kvchain::net::Limits {
@@ -350,6 +358,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mdns: !no_mdns,
                 mining: mine,
                 threads,
+                omit_gossip,
                 confirmations,
                 limits,
                 http,

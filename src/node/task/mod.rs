@@ -2,6 +2,7 @@
 //! network, signature checks and block-log fsyncs that finished, and the timers for
 //! hashrate, template refresh, gossip batches and peer polling.
 
+use super::omission::Omission;
 use super::sync::BlockSync;
 use super::verify::{Verifier, BLOCK_CHECKS, TX_CHECKS};
 use super::TxStatus;
@@ -84,6 +85,8 @@ pub(super) struct NodeTask {
     done_gate: DoneGate,
     metrics: Arc<NodeMetrics>,
     tips: broadcast::Sender<Arc<TipChange>>,
+    /// The omission fault, when an experiment asks for one.
+    omission: Omission,
 }
 
 impl NodeTask {
@@ -119,6 +122,7 @@ impl NodeTask {
             done_gate,
             metrics: config.metrics.clone(),
             tips,
+            omission: Omission::new(config.omit_gossip),
         })
     }
 
@@ -405,6 +409,9 @@ impl NodeTask {
     }
 
     pub(super) fn publish(&mut self, message: Gossip) {
+        if self.omission.drops() {
+            return;
+        }
         self.send(NetCommand::Publish(message));
     }
 

@@ -59,6 +59,14 @@ impl NodeTask {
 
     pub(super) fn on_net_event(&mut self, event: NetEvent) {
         match event {
+            NetEvent::Gossip { source, id, .. } if self.omission.drops() => {
+                // As if it never came: not judged, not relayed, nobody charged.
+                self.send(NetCommand::Validate {
+                    id,
+                    source,
+                    verdict: Verdict::Ignore,
+                });
+            }
             NetEvent::Gossip {
                 source,
                 id,
