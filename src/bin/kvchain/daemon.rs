@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub mdns: bool,
     pub mining: MiningPolicy,
     pub threads: usize,
+    pub max_hashrate: Option<std::num::NonZeroU64>,
+    pub attacker: bool,
     pub confirmations: u64,
     pub limits: net::Limits,
     pub http: Option<std::net::SocketAddr>,
@@ -129,6 +131,8 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         confirmations: opts.confirmations,
         mining: opts.mining,
         threads: opts.threads,
+        max_hashrate: opts.max_hashrate,
+        attacker: opts.attacker,
         metrics: metrics.clone(),
         mempool: Default::default(),
     };

@@ -52,6 +52,14 @@ enum Command {
         /// Mining threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Most hashes per second all mining threads together try [default: unlimited];
+        /// gives nodes chosen shares of the hashrate on one machine.
+        #[arg(long, value_name = "H")]
+        max_hashrate: Option<std::num::NonZeroU64>,
+        /// Experimental, for the 51% attack experiment only: enables the console's
+        /// `attack` commands (a private branch that rewrites a version of a key).
+        #[arg(long)]
+        attacker: bool,
         /// Blocks (the including one counts) after which a write is confirmed.
         #[arg(long, default_value_t = 3)]
         confirmations: u64,
@@ -298,6 +306,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_mdns,
             mine,
             threads,
+            max_hashrate,
+            attacker,
             confirmations,
             log,
             log_file,
@@ -326,6 +336,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mdns: !no_mdns,
                 mining: mine,
                 threads,
+                max_hashrate,
+                attacker,
                 confirmations,
                 limits,
                 http,
