@@ -18,7 +18,7 @@
 #    plot (scripts/experiments/attack51_plot.py).
 #
 # Usage: scripts/experiments/attack51.sh [--quick | --smoke] [--out DIR]
-#   full: q 0.1..0.6, z 1,2,4, 10 trials each (under 15 min); --quick: q 0.2,0.4,0.6,
+#   full: q 0.1..0.6, z 1,2,4, 8 trials each (about 12 min, estimated); --quick: q 0.2,0.4,0.6,
 #   z 1,2, 6 trials (under 3 min); --smoke: q 0.3,0.6, z 1, 2 trials (under a minute).
 # Ports: p2p 6601-6603, HTTP 6701-6703.
 set -euo pipefail
@@ -35,7 +35,7 @@ private_testnet attack51 6600 # and testnet/lib.sh: wait_for, json_get, is_uint
 DIFFICULTY=13 # 8,192 hashes a block on average
 HH=16384      # each honest node's cap: together a block every 0.25 s
 case $MODE in
-    full) QS=(0.1 0.2 0.3 0.4 0.5 0.6) ZS=(1 2 4) TRIALS=10 BOUND=12 ;;
+    full) QS=(0.1 0.2 0.3 0.4 0.5 0.6) ZS=(1 2 4) TRIALS=8 BOUND=10 ;;
     quick) QS=(0.2 0.4 0.6) ZS=(1 2) TRIALS=6 BOUND=10 ;;
     smoke) QS=(0.3 0.6) ZS=(1) TRIALS=2 BOUND=6 ;;
 esac
