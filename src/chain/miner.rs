@@ -3,12 +3,21 @@
 //! Each thread searches its own slice of the nonce space in chunks, checking a generation
 //! counter between chunks; [`Miner::set_work`] bumps the counter, so a tip or template
 //! change stops the old search within one chunk (a fraction of a millisecond).
+//!
+//! A miner may be capped to a hashrate (`kvchain node --max-hashrate`, for experiments
+//! that give nodes chosen shares of the hashrate on one machine): its threads then share
+//! one token bucket ([`pace`]) and search shorter chunks.
 
 use super::block::Block;
 use super::pow::Midstate;
+use pace::Pace;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub mod pace;
 
 /// Nonces tried between two checks for new work.
 const CHUNK: u64 = 4096;
@@ -29,6 +38,8 @@ struct Shared {
     wake: Condvar,
     generation: AtomicU64,
     hashes: AtomicU64,
+    /// The hashrate cap with its bucket and the time it counts from, if capped.
+    cap: Option<(NonZeroU64, Mutex<Pace>, Instant)>,
 }
 
 /// A running miner. Found blocks go to the callback given to [`Miner::start`].
@@ -46,11 +57,22 @@ impl std::fmt::Debug for Miner {
 impl Miner {
     /// Starts `threads` idle mining threads; `found` receives each solved block.
     pub fn start(threads: usize, found: impl Fn(Block) + Send + Sync + 'static) -> Miner {
+        Miner::start_capped(threads, None, found)
+    }
+
+    /// Like [`Miner::start`], with all threads together trying at most `cap` nonces a
+    /// second (`None`: as fast as they can).
+    pub fn start_capped(
+        threads: usize,
+        cap: Option<NonZeroU64>,
+        found: impl Fn(Block) + Send + Sync + 'static,
+    ) -> Miner {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             generation: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
+            cap: cap.map(|c| (c, Mutex::new(Pace::default()), Instant::now())),
         });
         let found = Arc::new(found);
         let n = threads.max(1) as u64;
@@ -108,8 +130,18 @@ impl Drop for Miner {
     }
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// With a cap: waits until `chunk` more hashes are within it.
+fn wait_for_budget(shared: &Shared, chunk: u64) {
+    if let Some((cap, bucket, since)) = &shared.cap {
+        let wait = lock(bucket).take(since.elapsed(), chunk, *cap);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 fn run(shared: &Shared, base: u64, found: &(dyn Fn(Block) + Send + Sync)) {
@@ -133,9 +165,14 @@ fn run(shared: &Shared, base: u64, found: &(dyn Fn(Block) + Send + Sync)) {
         // template do not repeat each other's work.
         let mut nonce =
             base.wrapping_add(rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u64 * CHUNK);
+        let chunk = pace::chunk_for(shared.cap.as_ref().map(|c| c.0), CHUNK);
         while shared.generation.load(Ordering::Relaxed) == job.generation {
-            let hit = mid.search(header.bits, nonce, CHUNK);
-            shared.hashes.fetch_add(CHUNK, Ordering::Relaxed);
+            wait_for_budget(shared, chunk);
+            if shared.generation.load(Ordering::Relaxed) != job.generation {
+                break; // new work came while this thread waited
+            }
+            let hit = mid.search(header.bits, nonce, chunk);
+            shared.hashes.fetch_add(chunk, Ordering::Relaxed);
             if let Some(winning) = hit {
                 // Only the first thread to solve this job reports it.
                 let claimed = shared
@@ -154,7 +191,7 @@ fn run(shared: &Shared, base: u64, found: &(dyn Fn(Block) + Send + Sync)) {
                 }
                 break;
             }
-            nonce = nonce.wrapping_add(CHUNK);
+            nonce = nonce.wrapping_add(chunk);
         }
     }
 }
@@ -184,5 +221,26 @@ mod tests {
         assert_eq!(chain.height(), 3);
         miner.set_work(None);
         assert!(miner.hashes() > 0);
+    }
+
+    #[test]
+    fn a_capped_miner_mines_valid_blocks_in_short_chunks() {
+        let mut chain = Chain::new(Params::new("miner-test", 8).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let cap = NonZeroU64::new(1_000_000);
+        let miner = Miner::start_capped(2, cap, move |b| {
+            let _ = tx.send(b);
+        });
+        for _ in 0..2 {
+            miner.set_work(Some(chain.template()));
+            let block = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a block within 30 s");
+            assert!(pow::meets(&block.hash(), 8));
+            chain.process_block(block).unwrap();
+        }
+        miner.set_work(None);
+        // Hashes are counted in chunks of 5 ms at the cap.
+        assert_eq!(miner.hashes() % pace::chunk_for(cap, CHUNK), 0);
     }
 }

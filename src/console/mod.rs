@@ -274,11 +274,47 @@ impl Console {
                 }
                 say(format!("unbanned {peer}"));
             }
+            ConsoleCommand::Attack { request, json } => {
+                let status = self
+                    .node
+                    .attack(request)
+                    .await
+                    .ok_or("node stopped")?
+                    .map_err(|e| e.to_string())?;
+                say(attack_line(&status, json));
+            }
             ConsoleCommand::Help => say(HELP.into()),
             ConsoleCommand::Quit => return Ok(Flow::Quit),
         }
         Ok(Flow::Continue)
     }
+}
+
+/// An attack's status as one line, for people or (`json`) for scripts.
+fn attack_line(s: &crate::node::attack::AttackStatus, json: bool) -> String {
+    if json {
+        return serde_json::to_string(s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    }
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut line = format!(
+        "attack: {state}, key {:?}, victim at height {}, fork at {}: private {} blocks vs honest {} (publishes at {} deep and heavier)",
+        s.key.as_deref().unwrap_or("-"),
+        s.target_height.map_or("-".into(), |h| h.to_string()),
+        s.fork_height.map_or("-".into(), |h| h.to_string()),
+        s.private_blocks,
+        s.honest_blocks,
+        s.confirmations,
+    );
+    if let Some(reason) = &s.reason {
+        line.push_str(&format!("; {reason}"));
+    }
+    if s.published_tip.is_some() {
+        line.push_str("; the victim's write went back to the mempools and will be mined again at a new height");
+    }
+    line
 }
 
 fn block_lines(b: &Arc<crate::chain::Block>) -> String {

@@ -2,8 +2,10 @@
 //! would) and parsed into a [`ConsoleCommand`], or refused with a message saying why.
 
 use crate::chain::{BlockHash, Hash, TxId};
+use crate::node::attack::{AttackPlan, AttackRequest, Target};
 use crate::node::MiningPolicy;
 use libp2p::Multiaddr;
+use std::time::Duration;
 
 /// A block named by height or hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +53,13 @@ pub enum ConsoleCommand {
     Connect(Multiaddr),
     /// `unban <peer id>`
     Unban(libp2p::PeerId),
+    /// `attack start|status|stop ...` (experimental, `kvchain node --attacker` only)
+    Attack {
+        /// What to do.
+        request: AttackRequest,
+        /// Whether to answer in JSON.
+        json: bool,
+    },
     /// `help`
     Help,
     /// `quit`
@@ -72,8 +81,57 @@ block <height|hash>   one block and its transactions
 tx <id>               one transaction and where it is
 mine on|off|auto      mining policy (auto: only while writes wait)
 connect <multiaddr>   dial a peer
+attack ...            experimental, nodes started with --attacker only: see below
 help                  this text
-quit                  leave the console";
+quit                  leave the console
+attack start <key> <height|next> <value> [--confirmations Z] [--give-up-behind B]
+      [--give-up-after SECS]   rewrite the version of <key> at <height> (or the next one
+                               included): mine a private branch from its parent, publish
+                               it once Z deep and heavier (defaults 1, 0 = never, 600)
+attack status [--json]         the attack's state, private and honest blocks
+attack stop                    drop the private branch";
+
+/// Parses `attack start|status|stop ...`.
+fn parse_attack(args: &[String]) -> Result<ConsoleCommand, String> {
+    let usage = "usage: attack start <key> <height|next> <value> [--confirmations Z] \
+                 [--give-up-behind B] [--give-up-after SECS] | attack status [--json] | attack stop";
+    let number = |flag: &str, v: Option<&String>| -> Result<u64, String> {
+        v.and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a whole number"))
+    };
+    let (request, json) = match args {
+        [cmd] if cmd == "status" => (AttackRequest::Status, false),
+        [cmd, flag] if cmd == "status" && flag == "--json" => (AttackRequest::Status, true),
+        [cmd] if cmd == "stop" => (AttackRequest::Stop, false),
+        [cmd, key, target, value, rest @ ..] if cmd == "start" => {
+            let target = match target.as_str() {
+                "next" => Target::Next,
+                h => Target::Height(h.parse().map_err(|_| format!("not a height: {h}"))?),
+            };
+            let mut plan = AttackPlan {
+                key: key.clone(),
+                target,
+                value: value.clone().into_bytes(),
+                confirmations: 1,
+                give_up_behind: 0,
+                give_up_after: Duration::from_secs(600),
+            };
+            let mut rest = rest.iter();
+            while let Some(flag) = rest.next() {
+                let n = number(flag, rest.next())?;
+                match flag.as_str() {
+                    "--confirmations" => plan.confirmations = n,
+                    "--give-up-behind" => plan.give_up_behind = n,
+                    "--give-up-after" => plan.give_up_after = Duration::from_secs(n),
+                    _ => return Err(usage.into()),
+                }
+            }
+            (AttackRequest::Start(plan), false)
+        }
+        _ => return Err(usage.into()),
+    };
+    Ok(ConsoleCommand::Attack { request, json })
+}
 
 /// Splits a line into words; double or single quotes group words, and inside double quotes
 /// a backslash escapes the next character.
@@ -188,6 +246,7 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, String> {
                     .map_err(|_| format!("not a peer id: {}", args[0]))?,
             )
         }
+        "attack" => parse_attack(args)?,
         "help" | "?" => ConsoleCommand::Help,
         "quit" | "exit" => ConsoleCommand::Quit,
         other => return Err(format!("unknown command {other:?} (try help)")),
@@ -222,6 +281,29 @@ mod tests {
             })
         );
         assert_eq!(parse("").unwrap(), None);
+        let Some(ConsoleCommand::Attack {
+            request: AttackRequest::Start(plan),
+            json: false,
+        }) = parse("attack start k next \"v w\" --confirmations 4 --give-up-behind 9").unwrap()
+        else {
+            panic!("attack start parses");
+        };
+        assert_eq!(
+            (
+                plan.target,
+                plan.value,
+                plan.confirmations,
+                plan.give_up_behind
+            ),
+            (Target::Next, b"v w".to_vec(), 4, 9)
+        );
+        assert_eq!(
+            parse("attack status --json").unwrap(),
+            Some(ConsoleCommand::Attack {
+                request: AttackRequest::Status,
+                json: true
+            })
+        );
         assert_eq!(parse("chain").unwrap(), Some(ConsoleCommand::Chain(10)));
         assert_eq!(
             parse("block 5").unwrap(),
@@ -242,6 +324,11 @@ mod tests {
             "connect nope",
             "unban",
             "unban not-a-peer",
+            "attack",
+            "attack start k",
+            "attack start k x v",
+            "attack start k 3 v --confirmations",
+            "attack start k 3 v --frob 2",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

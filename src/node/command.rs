@@ -2,6 +2,7 @@
 //! mining policy, and the status of a write, of a tx and of the chain. A leaf of the
 //! node module: the task, the node handle and the store all import it.
 
+use super::attack::{AttackError, AttackRequest, AttackStatus};
 use crate::chain::{Accepted, Block, BlockError, BlockHash, SubmitError, Tx, TxId, VerifiedTx};
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
@@ -151,6 +152,11 @@ pub enum Command {
     BlockByHash(BlockHash, oneshot::Sender<Option<Arc<Block>>>),
     /// Asks for a tx in the chain or the mempool.
     Tx(TxId, oneshot::Sender<Option<TxInfo>>),
+    /// An experimental attack request (nodes started with `--attacker` only).
+    Attack(
+        AttackRequest,
+        oneshot::Sender<Result<AttackStatus, AttackError>>,
+    ),
     /// Stops the miner and the task; answers once everything is on disk.
     Shutdown(oneshot::Sender<()>),
 }

@@ -5,6 +5,7 @@
 //! Everything reaches it as a [`Command`] (from handles) or a [`NetEvent`] (from the
 //! network service); `task.rs` runs the loop and `sync.rs` holds the network side.
 
+pub mod attack;
 pub mod command;
 pub mod metrics;
 pub mod omission;
@@ -45,6 +46,10 @@ pub struct NodeConfig {
     pub mining: MiningPolicy,
     /// Mining threads.
     pub threads: usize,
+    /// Most nonces a second all mining threads together try (`None`: no cap).
+    pub max_hashrate: Option<std::num::NonZeroU64>,
+    /// Whether the experimental attack commands are on (see [`attack`]).
+    pub attacker: bool,
     /// Where the node counts what it does (registered with a Prometheus registry, or not).
     pub metrics: Arc<NodeMetrics>,
     /// The mempool's bounds.
@@ -64,6 +69,8 @@ impl NodeConfig {
             confirmations: 3,
             mining: MiningPolicy::Auto,
             threads: 1,
+            max_hashrate: None,
+            attacker: false,
             metrics: Arc::new(NodeMetrics::default()),
             mempool: MempoolLimits::default(),
             omit_gossip: 0.0,
@@ -147,6 +154,14 @@ impl NodeHandle {
         self.ask(|r| Command::BlockByHash(hash, r)).await.flatten()
     }
 
+    /// Runs an experimental attack request (see [`attack`]).
+    pub async fn attack(
+        &self,
+        request: attack::AttackRequest,
+    ) -> Option<Result<attack::AttackStatus, attack::AttackError>> {
+        self.ask(|r| Command::Attack(request, r)).await
+    }
+
     /// A tx in the canonical chain or the mempool.
     pub async fn tx(&self, id: TxId) -> Option<TxInfo> {
         self.ask(|r| Command::Tx(id, r)).await.flatten()
@@ -199,7 +214,7 @@ pub fn start_with_network(
     chain.set_mempool_limits(config.mempool, Some(config.keypair.public()));
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (found_tx, found_rx) = mpsc::unbounded_channel();
-    let miner = Miner::start(config.threads, move |block| {
+    let miner = Miner::start_capped(config.threads, config.max_hashrate, move |block| {
         let _ = found_tx.send(block);
     });
     let (journal, pending) = match journal {

@@ -58,6 +58,8 @@ pub struct Tuning {
     pub metrics: Arc<NodeMetrics>,
     pub limits: net::Limits,
     pub mempool: kvchain::chain::mempool::MempoolLimits,
+    pub max_hashrate: Option<std::num::NonZeroU64>,
+    pub attacker: bool,
 }
 
 impl Default for Tuning {
@@ -68,6 +70,8 @@ impl Default for Tuning {
             metrics: Arc::new(NodeMetrics::default()),
             limits: net::Limits::default(),
             mempool: Default::default(),
+            max_hashrate: None,
+            attacker: false,
         }
     }
 }
@@ -85,6 +89,8 @@ pub async fn spawn_tuned(
         metrics,
         limits,
         mempool,
+        max_hashrate,
+        attacker,
     } = tuning;
     // Logs through the test harness: shown for failing tests, filtered by RUST_LOG.
     let _ = tracing_subscriber::fmt()
@@ -112,6 +118,8 @@ pub async fn spawn_tuned(
     config.confirmations = confirmations;
     config.metrics = metrics;
     config.mempool = mempool;
+    config.max_hashrate = max_hashrate;
+    config.attacker = attacker;
     let network = Network {
         client: client.clone(),
         events,

@@ -31,6 +31,8 @@ pub struct NodeOptions {
     pub threads: usize,
     /// Share of gossip messages dropped in and out (experiments only).
     pub omit_gossip: f64,
+    pub max_hashrate: Option<std::num::NonZeroU64>,
+    pub attacker: bool,
     pub confirmations: u64,
     pub limits: net::Limits,
     pub http: Option<std::net::SocketAddr>,
@@ -131,6 +133,8 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         confirmations: opts.confirmations,
         mining: opts.mining,
         threads: opts.threads,
+        max_hashrate: opts.max_hashrate,
+        attacker: opts.attacker,
         metrics: metrics.clone(),
         mempool: Default::default(),
         omit_gossip: opts.omit_gossip,

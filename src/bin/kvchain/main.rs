@@ -53,6 +53,14 @@ enum Command {
         /// Mining threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Most hashes per second all mining threads together try [default: unlimited];
+        /// gives nodes chosen shares of the hashrate on one machine.
+        #[arg(long, value_name = "H")]
+        max_hashrate: Option<std::num::NonZeroU64>,
+        /// Experimental, for the 51% attack experiment only: enables the console's
+        /// `attack` commands (a private branch that rewrites a version of a key).
+        #[arg(long)]
+        attacker: bool,
         /// Blocks (the including one counts) after which a write is confirmed.
         #[arg(long, default_value_t = 3)]
         confirmations: u64,
@@ -325,6 +333,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_mdns,
             mine,
             threads,
+            max_hashrate,
+            attacker,
             confirmations,
             log,
             log_file,
@@ -359,6 +369,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mining: mine,
                 threads,
                 omit_gossip,
+                max_hashrate,
+                attacker,
                 confirmations,
                 limits,
                 http,

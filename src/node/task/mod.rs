@@ -10,7 +10,8 @@ use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
 use crate::chain::group_commit::JournalHandle;
 use crate::chain::side::Admission;
 use crate::chain::{
-    Accepted, Block, BlockError, Chain, Miner, SubmitError, TipChange, Tx, TxId, VerifiedTx,
+    Accepted, Block, BlockError, Chain, Keypair, Miner, SubmitError, TipChange, Tx, TxId,
+    VerifiedTx,
 };
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
 use gossip::{BlockTicket, TxTicket};
@@ -51,6 +52,7 @@ impl Tracked {
     }
 }
 
+mod attack;
 mod gossip;
 mod network;
 mod receipts;
@@ -87,6 +89,12 @@ pub(super) struct NodeTask {
     tips: broadcast::Sender<Arc<TipChange>>,
     /// The omission fault, when an experiment asks for one.
     omission: Omission,
+    /// Whether the experimental attack commands are on (`--attacker`).
+    attacker: bool,
+    /// The key the attacker signs its own writes with.
+    keypair: Keypair,
+    /// The current or last attack.
+    attack: Option<attack::Attack>,
 }
 
 impl NodeTask {
@@ -123,6 +131,9 @@ impl NodeTask {
             metrics: config.metrics.clone(),
             tips,
             omission: Omission::new(config.omit_gossip),
+            attacker: config.attacker,
+            keypair: config.keypair.clone(),
+            attack: None,
         })
     }
 
@@ -180,6 +191,7 @@ impl NodeTask {
                     self.flush_outbox();
                 }
                 _ = tick.tick() => {
+                    self.attack_step(None);
                     if self.unwritten {
                         self.retry_unwritten();
                     }
@@ -242,6 +254,9 @@ impl NodeTask {
                     }),
                 };
                 let _ = reply.send(info);
+            }
+            Command::Attack(request, reply) => {
+                let _ = reply.send(self.attack_request(request));
             }
             Command::Shutdown(_) => {}
         }
@@ -333,6 +348,9 @@ impl NodeTask {
     }
 
     fn on_mined(&mut self, block: Block) {
+        if self.take_private(&block) {
+            return; // a block of the attacker's private branch
+        }
         let hash = block.hash();
         let height = block.header.height;
         let txs = block.txs.len();
@@ -406,6 +424,7 @@ impl NodeTask {
         self.update_receipts();
         self.refresh_work();
         self.statuses_stale = self.net.is_some();
+        self.attack_step(Some(change));
     }
 
     pub(super) fn publish(&mut self, message: Gossip) {
@@ -417,6 +436,13 @@ impl NodeTask {
 
     /// Gives the miner a fresh template, or stops it, according to the policy.
     pub(super) fn refresh_work(&mut self) {
+        if let Some(template) = self.private_template() {
+            // An attacker racing mines its private branch only, whatever the policy.
+            self.mining_active = true;
+            self.work_stale = false;
+            self.miner.set_work(Some(template));
+            return;
+        }
         let active = match self.mining {
             MiningPolicy::Off => false,
             MiningPolicy::Always => true,
