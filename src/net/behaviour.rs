@@ -10,6 +10,7 @@ use crate::codec::MAX_MESSAGE_BYTES;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, gossipsub, identify, identity, kad, mdns, ping, request_response};
+use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -46,12 +47,14 @@ pub enum BuildError {
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `key` on the network named by `names`.
+    /// Builds the behaviour for `key` on the network named by `names`; gossipsub registers
+    /// its per-topic metrics in `registry` when given.
     pub fn new(
         key: &identity::Keypair,
         names: &Names,
         mdns_on: bool,
         limits: &Limits,
+        registry: Option<&mut Registry>,
     ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
         // Connections are capped, so the peers metered at once are too.
@@ -69,7 +72,7 @@ impl Behaviour {
                     .with_max_pending_outgoing(Some(limits.max_pending))
                     .with_max_established_per_peer(Some(limits.max_per_peer)),
             ),
-            gossipsub: gossipsub_behaviour(names)?,
+            gossipsub: gossipsub_behaviour(names, registry)?,
             kad: {
                 let mut cfg = kad::Config::new(names.kad());
                 cfg.set_query_timeout(Duration::from_secs(30));
@@ -110,7 +113,10 @@ impl Behaviour {
     }
 }
 
-fn gossipsub_behaviour(names: &Names) -> Result<gossipsub::Behaviour, BuildError> {
+fn gossipsub_behaviour(
+    names: &Names,
+    registry: Option<&mut Registry>,
+) -> Result<gossipsub::Behaviour, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError::Gossipsub(e.to_string());
     let config = gossipsub::ConfigBuilder::default()
         .protocol_id_prefix(names.gossipsub_prefix())
@@ -151,5 +157,16 @@ fn gossipsub_behaviour(names: &Names) -> Result<gossipsub::Behaviour, BuildError
     }
     gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
         .map_err(|e| err(&e))?;
+    // Messages and bytes sent and received per topic (duplicates too), IWANTs, mesh
+    // sizes: `gossipsub_*` in /metrics. Labels are bounded: only the node's two topics
+    // (it subscribes to both before any peer can name another).
+    if let Some(registry) = registry {
+        let metrics = gossipsub::MetricsConfig {
+            max_topics: 2,
+            max_never_subscribed_topics: 0,
+            ..Default::default()
+        };
+        gs = gs.with_metrics(registry.sub_registry_with_prefix("gossipsub"), metrics);
+    }
     Ok(gs)
 }
