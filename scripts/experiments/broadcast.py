@@ -281,7 +281,8 @@ def plot(csv_path, png):
     ax1.plot(n, col("block_p99_ms"), "o--", label="block p99")
     ax1.plot(n, col("tx_p50_ms"), "s-", label="tx p50")
     ax1.plot(n, col("tx_p99_ms"), "s--", label="tx p99")
-    ax1.set(xlabel="nodes", ylabel="propagation latency (ms)", title="latency")
+    ax1.set(xlabel="nodes", ylabel="propagation latency (ms, log)", title="latency",
+            yscale="log")
     ax1.legend()
     ax2.plot(n, col("sent_msgs_per_tx_node"), "o-", label="gossipsub sent")
     ax2.plot(n, col("recv_msgs_per_tx_node"), "o--", label="gossipsub received")

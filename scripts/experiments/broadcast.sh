@@ -15,8 +15,8 @@
 # a table. All N nodes share this machine's cores: see docs/experiments/broadcast/NOTES.md.
 #
 # Usage: scripts/experiments/broadcast.sh [--quick | --smoke] [--out DIR]
-#   full: N = 2 4 8 12 16 20; --quick: 2 4 8 (under 3 min); --smoke: 2 3 (under 1 min)
-# Environment: SIZES (e.g. "2 4 8 16"), DIFFICULTY (bits, default 16), PORT_BASE
+#   full: N = 2 4 8 12 16 24 32; --quick: 2 4 8 (under 3 min); --smoke: 2 3 (under 1 min)
+# Environment: SIZES (e.g. "2 4 8 16"), DIFFICULTY (bits, default 21: ~0.3 s blocks), PORT_BASE
 #   (default 5600: p2p 5601.., HTTP 5701..).
 set -euo pipefail
 EXP=broadcast
@@ -25,12 +25,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exp_init "$@"
 
 case $MODE in
-    full) sizes=(2 4 8 12 16 20) txs=120 tx_gap=0.05 blocks=60 ;;
+    full) sizes=(2 4 8 12 16 24 32) txs=120 tx_gap=0.05 blocks=60 ;;
     quick) sizes=(2 4 8) txs=40 tx_gap=0.05 blocks=20 ;;
     smoke) sizes=(2 3) txs=10 tx_gap=0.05 blocks=5 ;;
 esac
 read -r -a sizes <<<"${SIZES:-${sizes[*]}}"
-difficulty=${DIFFICULTY:-16}
+difficulty=${DIFFICULTY:-21}
 port_base=${PORT_BASE:-5600}
 for n in "${sizes[@]}"; do
     if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 2 || port_base + 100 + n >= 6000)); then
