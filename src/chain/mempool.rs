@@ -43,6 +43,13 @@ pub enum MempoolError {
     TooOld(u64),
 }
 
+/// Now, in µs since the Unix epoch (0 if the clock is before it).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Checks a relayed tx's timestamp against the local clock (both in ms).
 pub fn check_timestamp(timestamp: u64, now_ms: u64) -> Result<(), MempoolError> {
     if timestamp > now_ms.saturating_add(MAX_TX_FUTURE_MS) {
@@ -84,6 +91,8 @@ struct Entry {
     seq: i64,
     own: bool,
     arrived: Instant,
+    /// Wall-clock arrival, µs since the Unix epoch (for cross-node propagation timing).
+    arrived_unix_us: u64,
 }
 
 /// Pending txs. Txs returned by a reorg go to the front (they are older) and are taken
@@ -209,6 +218,7 @@ impl Mempool {
             seq,
             own,
             arrived: Instant::now(),
+            arrived_unix_us: unix_micros(),
             tx,
         };
         self.txs.insert(entry.tx.id(), entry);
@@ -267,6 +277,11 @@ impl Mempool {
     /// The pending tx with this id.
     pub fn get(&self, id: &TxId) -> Option<&Tx> {
         self.txs.get(id).map(|e| &e.tx)
+    }
+
+    /// When the pool took `id`, in µs since the Unix epoch: the moment this node had it.
+    pub fn arrived_unix_us(&self, id: &TxId) -> Option<u64> {
+        self.txs.get(id).map(|e| e.arrived_unix_us)
     }
 
     /// Whether the tx is pending here.
@@ -367,6 +382,16 @@ mod tests {
             max_per_author: per_author,
             ..MempoolLimits::default()
         }
+    }
+
+    #[test]
+    fn a_pending_tx_knows_when_it_arrived() {
+        let mut m = Mempool::with_limits(limits(100, 3), None);
+        let before = unix_micros();
+        m.insert(tx_by(1, 0)).unwrap();
+        let at = m.arrived_unix_us(&tx_by(1, 0).id()).unwrap();
+        assert!(before <= at && at <= unix_micros());
+        assert_eq!(m.arrived_unix_us(&tx_by(1, 1).id()), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@ fn tx_json(tx: &crate::chain::Tx) -> Value {
     json!({ "id": tx.id().to_hex(), "op": op, "key": key, "author": tx.author().to_string(), "timestamp": tx.timestamp() })
 }
 
-/// `GET /tx/{id}`: where a write is: pending, included at a height, or confirmed.
+/// `GET /tx/{id}`: where a write is: pending (with `received_us`, when this node's
+/// mempool took it, µs since the Unix epoch), included at a height, or confirmed.
 pub async fn tx(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Value>, ApiError> {
     let id = Hash::from_hex(&id)
         .ok_or_else(|| ApiError::bad_request("bad_id", "a tx id is 64 hex digits"))?;
@@ -28,7 +29,11 @@ pub async fn tx(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Va
     })?;
     let mut out = tx_json(&info.tx);
     match info.height {
-        None => out["status"] = json!("pending"),
+        None => {
+            out["status"] = json!("pending");
+            // When this node's mempool took it: propagation timing across nodes.
+            out["received_us"] = json!(info.received_us);
+        }
         Some(height) => {
             let tip = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
             // Saturating: a reorg may have shortened the chain since the tx was found.

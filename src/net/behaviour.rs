@@ -10,7 +10,9 @@ use crate::codec::MAX_MESSAGE_BYTES;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, gossipsub, identify, identity, kad, mdns, ping, request_response};
+use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// Everything a kvchain node speaks.
@@ -46,12 +48,14 @@ pub enum BuildError {
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `key` on the network named by `names`.
+    /// Builds the behaviour for `key` on the network named by `names`; gossipsub registers
+    /// its per-topic metrics in `registry` when given.
     pub fn new(
         key: &identity::Keypair,
         names: &Names,
         mdns_on: bool,
         limits: &Limits,
+        registry: Option<&mut Registry>,
     ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
         // Connections are capped, so the peers metered at once are too.
@@ -69,7 +73,7 @@ impl Behaviour {
                     .with_max_pending_outgoing(Some(limits.max_pending))
                     .with_max_established_per_peer(Some(limits.max_per_peer)),
             ),
-            gossipsub: gossipsub_behaviour(names)?,
+            gossipsub: gossipsub_behaviour(names, limits.limit_loopback, registry)?,
             kad: {
                 let mut cfg = kad::Config::new(names.kad());
                 cfg.set_query_timeout(Duration::from_secs(30));
@@ -110,7 +114,11 @@ impl Behaviour {
     }
 }
 
-fn gossipsub_behaviour(names: &Names) -> Result<gossipsub::Behaviour, BuildError> {
+fn gossipsub_behaviour(
+    names: &Names,
+    limit_loopback: bool,
+    registry: Option<&mut Registry>,
+) -> Result<gossipsub::Behaviour, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError::Gossipsub(e.to_string());
     let config = gossipsub::ConfigBuilder::default()
         .protocol_id_prefix(names.gossipsub_prefix())
@@ -137,8 +145,32 @@ fn gossipsub_behaviour(names: &Names) -> Result<gossipsub::Behaviour, BuildError
     // cost a node a third of its CPU under load. Peers are judged by who relayed.
     let mut gs = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
         .map_err(|e| err(&e))?;
-    // Peer scoring: every message the node rejects costs its sender, and a peer far below
-    // zero is no longer gossiped with.
+    gs.with_peer_score(
+        score_params(names, limit_loopback),
+        gossipsub::PeerScoreThresholds::default(),
+    )
+    .map_err(|e| err(&e))?;
+    // Messages and bytes sent and received per topic (duplicates too), IWANTs, mesh
+    // sizes: `gossipsub_*` in /metrics. Labels are bounded: only the node's two topics
+    // (it subscribes to both before any peer can name another).
+    if let Some(registry) = registry {
+        let metrics = gossipsub::MetricsConfig {
+            max_topics: 2,
+            max_never_subscribed_topics: 0,
+            ..Default::default()
+        };
+        gs = gs.with_metrics(registry.sub_registry_with_prefix("gossipsub"), metrics);
+    }
+    Ok(gs)
+}
+
+/// Peer scoring: every message the node rejects costs its sender, and a peer far below
+/// zero is no longer gossiped with. Unless `limit_loopback`, peers on loopback are exempt
+/// from the IP colocation penalty, as they are from the gate's per-IP cap: on a
+/// one-machine network every peer shares 127.0.0.1, and past 10 of them the penalty
+/// ((peers - 10)^2 x -5) put each one below the graylist threshold, so a node of a
+/// 16-node testnet stopped publishing to, relaying for and hearing from all its peers.
+fn score_params(names: &Names, limit_loopback: bool) -> gossipsub::PeerScoreParams {
     let mut params = gossipsub::PeerScoreParams::default();
     for topic in [names.tx_topic(), names.block_topic()] {
         let hash = gossipsub::IdentTopic::new(topic).hash();
@@ -149,7 +181,36 @@ fn gossipsub_behaviour(names: &Names) -> Result<gossipsub::Behaviour, BuildError
         };
         params.topics.insert(hash, topic_params);
     }
-    gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
-        .map_err(|e| err(&e))?;
-    Ok(gs)
+    if !limit_loopback {
+        params.ip_colocation_factor_whitelist.extend([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]);
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_peers_escape_the_colocation_penalty_unless_limited() {
+        let names = Names::new("score-test");
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let lan: IpAddr = "10.0.0.7".parse().unwrap();
+        let open = score_params(&names, false);
+        assert!(open.ip_colocation_factor_whitelist.contains(&local));
+        assert!(!open.ip_colocation_factor_whitelist.contains(&lan));
+        assert!(
+            open.ip_colocation_factor_weight < 0.0,
+            "other IPs are still penalized"
+        );
+        let limited = score_params(&names, true);
+        assert!(limited.ip_colocation_factor_whitelist.is_empty());
+        // Both are parameters gossipsub accepts.
+        for params in [open, limited] {
+            params.validate().unwrap();
+        }
+    }
 }

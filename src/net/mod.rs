@@ -325,18 +325,20 @@ pub fn signing_key(key: &identity::Keypair) -> Option<crate::chain::Keypair> {
     Some(crate::chain::Keypair::from_seed(seed))
 }
 
-/// Builds the swarm, starts listening and spawns the service task on the current runtime;
-/// swarm and protocol events are recorded in `metrics` when given.
+/// Builds the swarm, starts listening and spawns the service task on the current runtime.
+/// With a `registry`, the network's metrics go there: libp2p's swarm and protocol events
+/// (`libp2p_*`, with `libp2p_bandwidth_bytes`, every byte of every stream by direction)
+/// and gossipsub's messages and bytes per topic (`gossipsub_*`).
 pub fn spawn(
     config: NetConfig,
     key: identity::Keypair,
-    metrics: Option<libp2p::metrics::Metrics>,
+    registry: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<(NetClient, mpsc::Receiver<NetEvent>), NetError> {
     let peer_id = key.public().to_peer_id();
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (event_tx, event_rx) = mpsc::channel(4096);
     let (listen_tx, listening) = watch::channel(Vec::new());
-    let service = service::Service::new(config, key, event_tx, listen_tx, metrics)?;
+    let service = service::Service::new(config, key, event_tx, listen_tx, registry)?;
     tokio::spawn(service.run(cmd_rx));
     Ok((
         NetClient {

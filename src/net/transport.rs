@@ -3,8 +3,10 @@
 use super::{NetError, TransportKind};
 use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::{muxing::StreamMuxerBox, upgrade::Version};
+use libp2p::metrics::BandwidthTransport;
 use libp2p::multiaddr::Protocol;
 use libp2p::{identity, noise, tcp, yamux, Multiaddr, PeerId, Transport};
+use prometheus_client::registry::Registry;
 
 /// The transport of `kind`, authenticated with `key`.
 pub fn build(
@@ -24,6 +26,17 @@ pub fn build(
             .multiplex(yamux::Config::default())
             .boxed(),
     })
+}
+
+/// `transport`, counting the bytes of every stream in `registry`
+/// (`libp2p_bandwidth_bytes_total`, by direction).
+pub fn count_bytes(
+    transport: Boxed<(PeerId, StreamMuxerBox)>,
+    registry: &mut Registry,
+) -> Boxed<(PeerId, StreamMuxerBox)> {
+    BandwidthTransport::new(transport, registry)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed()
 }
 
 /// Fails if a fixed TCP port in `addr` is already taken. libp2p's TCP transport listens

@@ -113,6 +113,8 @@ pub struct TxInfo {
     pub tx: Tx,
     /// Height of the canonical block holding it, or `None` while it is pending.
     pub height: Option<u64>,
+    /// While pending: when this node's mempool took it, µs since the Unix epoch.
+    pub received_us: Option<u64>,
 }
 
 /// A request to the node task.

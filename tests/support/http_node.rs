@@ -35,14 +35,13 @@ pub async fn start_with(
 ) -> ApiNode {
     let params = Params::new("http-test", bits).unwrap();
     let mut registry = Registry::default();
-    let p2p = libp2p::metrics::Metrics::new(&mut registry);
     let metrics = Arc::new(NodeMetrics::register(&mut registry));
     let node = crate::swarm_net::spawn_with(
         &params,
         mining,
         vec![],
         confirmations,
-        Some(p2p),
+        Some(&mut registry),
         metrics.clone(),
     )
     .await;

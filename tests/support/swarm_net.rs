@@ -6,6 +6,7 @@ use kvchain::chain::Params;
 use kvchain::net::{self, NetClient, NetConfig, TransportKind};
 use kvchain::node::{self, ChainInfo, MiningPolicy, Network, NodeConfig, NodeHandle, NodeMetrics};
 use libp2p::{identity, Multiaddr};
+use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,28 +34,27 @@ pub async fn spawn(params: &Params, mining: MiningPolicy, bootstrap: Vec<Multiad
     .await
 }
 
-/// Like [`spawn`], with the confirmations and the metrics to record into.
+/// Like [`spawn`], with the confirmations, the registry for the network's metrics and
+/// the node's metrics to record into.
 pub async fn spawn_with(
     params: &Params,
     mining: MiningPolicy,
     bootstrap: Vec<Multiaddr>,
     confirmations: u64,
-    p2p_metrics: Option<libp2p::metrics::Metrics>,
+    registry: Option<&mut Registry>,
     metrics: Arc<NodeMetrics>,
 ) -> TestNode {
     let tuning = Tuning {
         confirmations,
-        p2p_metrics,
         metrics,
         ..Tuning::default()
     };
-    spawn_tuned(params, mining, bootstrap, tuning).await
+    spawn_registered(params, mining, bootstrap, tuning, registry).await
 }
 
 /// What a test may set on a node beyond its params and mining.
 pub struct Tuning {
     pub confirmations: u64,
-    pub p2p_metrics: Option<libp2p::metrics::Metrics>,
     pub metrics: Arc<NodeMetrics>,
     pub limits: net::Limits,
     pub mempool: kvchain::chain::mempool::MempoolLimits,
@@ -66,7 +66,6 @@ impl Default for Tuning {
     fn default() -> Tuning {
         Tuning {
             confirmations: 2,
-            p2p_metrics: None,
             metrics: Arc::new(NodeMetrics::default()),
             limits: net::Limits::default(),
             mempool: Default::default(),
@@ -83,9 +82,19 @@ pub async fn spawn_tuned(
     bootstrap: Vec<Multiaddr>,
     tuning: Tuning,
 ) -> TestNode {
+    spawn_registered(params, mining, bootstrap, tuning, None).await
+}
+
+/// Like [`spawn_tuned`], the network's metrics going to `registry` when given.
+pub async fn spawn_registered(
+    params: &Params,
+    mining: MiningPolicy,
+    bootstrap: Vec<Multiaddr>,
+    tuning: Tuning,
+    registry: Option<&mut Registry>,
+) -> TestNode {
     let Tuning {
         confirmations,
-        p2p_metrics,
         metrics,
         limits,
         mempool,
@@ -109,7 +118,7 @@ pub async fn spawn_tuned(
             limits,
         },
         key.clone(),
-        p2p_metrics,
+        registry,
     )
     .unwrap();
     let mut config = NodeConfig::new(params.clone());

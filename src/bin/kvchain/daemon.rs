@@ -112,7 +112,6 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
     let params = Params::new(&opts.network, opts.difficulty)?;
     // One registry for libp2p's metrics and the node's, served at /metrics.
     let mut registry = prometheus_client::registry::Registry::default();
-    let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
     let metrics = Arc::new(NodeMetrics::register(&mut registry));
     let (client, events) = net::spawn(
         NetConfig {
@@ -124,7 +123,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
             limits: opts.limits.clone(),
         },
         key.clone(),
-        Some(p2p_metrics),
+        Some(&mut registry),
     )?;
     let config = NodeConfig {
         params: params.clone(),

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
 use libp2p::{gossipsub, identify, identity, kad, mdns, Multiaddr, PeerId, Swarm};
+use prometheus_client::registry::Registry;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -58,11 +59,15 @@ impl Service {
         key: identity::Keypair,
         events: mpsc::Sender<NetEvent>,
         listening: watch::Sender<Vec<Multiaddr>>,
-        metrics: Option<libp2p::metrics::Metrics>,
+        mut registry: Option<&mut Registry>,
     ) -> Result<Service, NetError> {
         let names = Names::new(&config.network_id);
-        let transport = transport::build(config.transport, &key)?;
-        let behaviour = Behaviour::new(&key, &names, config.mdns, &config.limits)?;
+        let metrics = registry.as_deref_mut().map(libp2p::metrics::Metrics::new);
+        let mut transport = transport::build(config.transport, &key)?;
+        if let Some(registry) = registry.as_deref_mut() {
+            transport = transport::count_bytes(transport, registry);
+        }
+        let behaviour = Behaviour::new(&key, &names, config.mdns, &config.limits, registry)?;
         let limits: &Limits = &config.limits;
         // Rate buckets per peer: connections are capped, so the maps are too.
         let peers_cap = limits.max_connections as usize + limits.max_pending as usize;

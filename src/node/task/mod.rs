@@ -247,10 +247,12 @@ impl NodeTask {
                         .map(|tx| TxInfo {
                             tx,
                             height: Some(height),
+                            received_us: None,
                         }),
                     None => self.chain.mempool().get(&id).map(|tx| TxInfo {
                         tx: tx.clone(),
                         height: None,
+                        received_us: self.chain.mempool().arrived_unix_us(&id),
                     }),
                 };
                 let _ = reply.send(info);
