@@ -102,7 +102,13 @@ fn check_file(path: &Path) {
 
 #[test]
 fn every_experiment_script_has_a_smoke_test() {
-    let tested = ["difficulty", "faultmodels", "faults"];
+    let tested = [
+        "attack51",
+        "broadcast",
+        "difficulty",
+        "faultmodels",
+        "faults",
+    ];
     let dir = root().join("scripts/experiments");
     let mut scripts: Vec<String> = std::fs::read_dir(&dir)
         .expect("scripts/experiments")
@@ -151,6 +157,25 @@ fn faultmodels_writes_its_tables_and_plot() {
             "miner-crash/check.json",
             "byzantine/hostile.jsonl",
             "byzantine/check.json",
+        ],
+    );
+}
+
+#[test]
+fn broadcast_writes_its_table_and_plot() {
+    smoke("broadcast", &["broadcast.csv", "broadcast.png"]);
+}
+
+#[test]
+fn attack51_writes_its_table_plot_and_histories() {
+    smoke(
+        "attack51",
+        &[
+            "attack51.csv",
+            "attack51.png",
+            "trials.csv",
+            "history_before.txt",
+            "history_after.txt",
         ],
     );
 }
