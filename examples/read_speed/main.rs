@@ -100,6 +100,10 @@ enum Mode {
         /// The data dir `build` wrote.
         #[arg(long)]
         dir: PathBuf,
+        /// Then hand the node this many new blocks of 4,096 writes while timing
+        /// `retrieve` all along (the index is locked while a block is folded in).
+        #[arg(long, default_value_t = 0)]
+        during_blocks: usize,
         #[command(flatten)]
         shape: Shape,
         #[command(flatten)]
@@ -152,7 +156,12 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Mode::Read { dir, shape, out } => measure::in_process(&dir, &shape, &out),
+        Mode::Read {
+            dir,
+            during_blocks,
+            shape,
+            out,
+        } => measure::in_process(&dir, &shape, &out, during_blocks),
         Mode::Http {
             url,
             pid,
@@ -208,18 +217,18 @@ fn stride(n: usize) -> usize {
     (7_919..).find(|s| gcd(*s, n.max(1)) == 1).unwrap_or(1)
 }
 
-/// Signs writes `range` (32-byte values, four authors) on every core.
-fn sign(
+/// Signs writes `range` (32-byte values, nonce j, four authors in turn), write j under
+/// key `key(j)`, on every core.
+pub fn sign(
     range: std::ops::Range<usize>,
-    shape: &Shape,
     authors: &[Keypair],
     time: u64,
+    key: impl Fn(usize) -> String + Sync,
 ) -> Vec<VerifiedTx> {
-    let n = shape.txs();
-    let step = stride(n);
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let chunk = range.len().div_ceil(threads).max(1);
     let starts: Vec<usize> = range.clone().step_by(chunk).collect();
+    let key = &key;
     std::thread::scope(|s| {
         let handles: Vec<_> = starts
             .iter()
@@ -228,9 +237,8 @@ fn sign(
                 s.spawn(move || {
                     (from..to)
                         .map(|j| {
-                            let key = key_of(j * step % n, shape);
                             let value = format!("{j:032}").into_bytes();
-                            let op = Op::Put { key, value };
+                            let op = Op::Put { key: key(j), value };
                             VerifiedTx::sign(&authors[j % authors.len()], op, j as u64, time)
                                 .expect("keys and values within the limits")
                         })
@@ -243,6 +251,25 @@ fn sign(
             .flat_map(|h| h.join().expect("a signing thread panicked"))
             .collect()
     })
+}
+
+/// The authors of the writes.
+pub fn authors() -> Vec<Keypair> {
+    (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
+}
+
+/// A block on `parent` holding `txs`, stamped `time`, solved at `bits`.
+pub fn block_on(parent: &Header, txs: Vec<kvchain::chain::Tx>, time: u64, bits: u32) -> Block {
+    let header = pow::solve(Header {
+        version: BLOCK_VERSION,
+        height: parent.height + 1,
+        prev: parent.hash(),
+        merkle: merkle_root(&txs),
+        time,
+        bits,
+        nonce: 0,
+    });
+    Block { header, txs }
 }
 
 /// Writes the chain of `shape` into `dir`, `per_block` writes a block; returns the blocks.
@@ -260,8 +287,9 @@ fn build(dir: &std::path::Path, per_block: usize, shape: &Shape) -> Result<u64> 
         "{} holds a chain already",
         dir.display()
     );
-    let authors: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let authors = authors();
     let total = shape.txs();
+    let step = stride(total);
     // Timestamps an hour back, one millisecond a block: above the median rule, never
     // ahead of the clock, however many blocks there are (up to 3.6 million).
     let mut time = now_ms().saturating_sub(3_600_000);
@@ -269,24 +297,18 @@ fn build(dir: &std::path::Path, per_block: usize, shape: &Shape) -> Result<u64> 
     let mut done = 0;
     while done < total {
         let end = (done + per_block).min(total);
-        let signed = sign(done..end, shape, &authors, time);
+        let signed = sign(done..end, &authors, time, |j| {
+            key_of(j * step % total, shape)
+        });
         // Signed here, so checked: the chain need not verify them again.
         chain.note_checked(signed.iter().cloned());
         let txs: Vec<_> = signed.into_iter().map(VerifiedTx::into_tx).collect();
         time += 1;
-        let header = pow::solve(Header {
-            version: BLOCK_VERSION,
-            height: parent.height + 1,
-            prev: parent.hash(),
-            merkle: merkle_root(&txs),
-            time,
-            bits: params.difficulty(),
-            nonce: 0,
-        });
+        let block = block_on(&parent, txs, time, params.difficulty());
+        parent = block.header;
         chain
-            .process_block(Block { header, txs })
-            .with_context(|| format!("block {} was refused", header.height))?;
-        parent = header;
+            .process_block(block)
+            .with_context(|| format!("block {} was refused", parent.height))?;
         done = end;
     }
     Ok(chain.height())

@@ -7,11 +7,12 @@ use kvchain::node::{self, MiningPolicy, NodeConfig};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Header of the latency CSV (`--csv`).
 const CSV_HEADER: &str =
-    "series,keys,blocks,txs,op,versions,n,mean_us,p50_us,p90_us,p99_us,max_us,worst_key";
+    "series,keys,blocks,txs,op,versions,n,mean_us,p50_us,p90_us,p99_us,max_us,over_1ms,worst_key";
 /// Header of the start-up CSV (`--startup-csv`).
 const STARTUP_HEADER: &str = "series,keys,blocks,txs,log_mb,what,seconds,rss_mb";
 /// Header of the samples CSV (`--samples`).
@@ -123,8 +124,9 @@ impl Timings {
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map_or("", |(_, k)| k.as_str());
         let mean = sorted.iter().sum::<f64>() / n as f64;
+        let slow = sorted.iter().filter(|us| **us > 1e3).count();
         let row = format!(
-            "{},{},{blocks},{},{},{},{n},{mean:.3},{:.3},{:.3},{:.3},{:.3},{worst}",
+            "{},{},{blocks},{},{},{},{n},{mean:.3},{:.3},{:.3},{:.3},{:.3},{slow},{worst}",
             shape.series,
             shape.keys,
             shape.txs(),
@@ -136,7 +138,7 @@ impl Timings {
             sorted[n - 1]
         );
         println!(
-            "{:<14} v={:<7} n={n:<6} p50 {:>10.2} us  p99 {:>10.2} us  max {:>10.2} us ({worst})",
+            "{:<22} v={:<7} n={n:<7} p50 {:>9.2} us  p99 {:>9.2} us  max {:>10.2} us  >1ms {slow} ({worst})",
             self.op,
             self.versions,
             rank(0.5),
@@ -191,6 +193,8 @@ fn write_out(out: &Output, shape: &Shape, blocks: u64, all: &[Timings]) -> Resul
     if let Some(path) = &out.samples {
         let lines: Vec<String> = all
             .iter()
+            // The reads during blocks run by the million: their summary row is enough.
+            .filter(|t| !t.op.starts_with("retrieve_during") && !t.op.starts_with("retrieve_spin"))
             .flat_map(|t| t.sample_lines(shape, blocks))
             .collect();
         append(path, SAMPLES_HEADER, &lines)?;
@@ -200,7 +204,7 @@ fn write_out(out: &Output, shape: &Shape, blocks: u64, all: &[Timings]) -> Resul
 
 /// Opens `dir` as an in-process node (no network, no mining), timing the replay, then
 /// times `retrieve` and `retrieve_all` one call at a time.
-pub fn in_process(dir: &Path, shape: &Shape, out: &Output) -> Result<()> {
+pub fn in_process(dir: &Path, shape: &Shape, out: &Output, during_blocks: usize) -> Result<()> {
     ensure!(shape.keys > 0, "--keys must be at least 1");
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     let _guard = rt.enter();
@@ -261,6 +265,9 @@ pub fn in_process(dir: &Path, shape: &Shape, out: &Output) -> Result<()> {
             std::hint::black_box(t.time(&key, |k| store.retrieve_all(k)));
         }
         timings.push(t);
+    }
+    if during_blocks > 0 {
+        timings.extend(during(&rt, &started.handle, shape, during_blocks)?);
     }
     write_out(out, shape, blocks, &timings)?;
     rt.block_on(started.handle.shutdown());
@@ -357,4 +364,86 @@ pub fn http(node: &Node, shape: &Shape, out: &Output) -> Result<()> {
         timings.push(t);
     }
     write_out(out, shape, blocks, &timings)
+}
+
+/// Hands the node `n` new blocks of 4,096 puts of new keys, one after the other, while
+/// another thread times `retrieve` of random keys without pause: the worst case of a read,
+/// which waits whenever the node holds the index's write lock to fold a block in.
+/// Returns those reads, the same reader's timings for as long without blocks (the
+/// control), and the time each block took to be accepted.
+fn during(
+    rt: &tokio::runtime::Runtime,
+    handle: &node::NodeHandle,
+    shape: &Shape,
+    n: usize,
+) -> Result<Vec<Timings>> {
+    const TXS: usize = kvchain::chain::limits::MAX_BLOCK_TXS;
+    let info = rt.block_on(handle.info()).context("the node stopped")?;
+    let mut parent = rt
+        .block_on(handle.block_at(info.height))
+        .context("no tip block")?
+        .header;
+    let params = shape.params()?;
+    let authors = crate::authors();
+    let time = kvchain::chain::now_ms();
+    // Signed before any timing; the node checks their signatures itself (a peer's block).
+    let mut blocks = Vec::new();
+    for b in 0..n {
+        let base = 1_000_000_000 + b * TXS;
+        let signed = crate::sign(base..base + TXS, &authors, time, |j| format!("n{j}"));
+        let txs = signed.into_iter().map(|t| t.into_tx()).collect();
+        let block = crate::block_on(&parent, txs, time + b as u64, params.difficulty());
+        parent = block.header;
+        blocks.push(block);
+    }
+    let store = handle.store().clone();
+    let stop = AtomicBool::new(false);
+    let keys = random_keys(shape, 1 << 16, 5);
+    let mut submits = Timings::new("submit_block", TXS);
+    let phase = Instant::now();
+    let reads = std::thread::scope(|s| -> Result<Timings> {
+        let reader = s.spawn(|| spin(&store, &keys, &stop, "retrieve_during_blocks"));
+        let mut result = Ok(());
+        for block in blocks {
+            let height = block.header.height;
+            let verdict = submits.time("", |_| rt.block_on(handle.submit_block(block)));
+            match verdict {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => result = Err(anyhow::anyhow!("block {height} refused: {e}")),
+                None => result = Err(anyhow::anyhow!("the node stopped")),
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let reads = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+        result.map(|()| reads)
+    })?;
+    // The control: the same reader for as long, with no block coming in.
+    let quiet = phase.elapsed();
+    let stop = AtomicBool::new(false);
+    let idle = std::thread::scope(|s| {
+        let reader = s.spawn(|| spin(&store, &keys, &stop, "retrieve_spin_idle"));
+        std::thread::sleep(quiet);
+        stop.store(true, Ordering::Relaxed);
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))
+    })?;
+    Ok(vec![reads, idle, submits])
+}
+
+/// Times `retrieve` of `keys` in a loop, without pause, until `stop` is set.
+fn spin(store: &node::Store, keys: &[String], stop: &AtomicBool, op: &'static str) -> Timings {
+    let mut t = Timings::new(op, 1);
+    for k in keys.iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::hint::black_box(t.time(k, |k| store.retrieve(k)));
+    }
+    t
 }

@@ -28,17 +28,17 @@ private_testnet speed 6000 # TMP, NET, wait_for; nodes down and TMP removed on e
 case $MODE in
     full)
         keys_series=(1000 10000 100000 1000000) versions=10,1000,100000
-        len_keys=10000 per_blocks=(4096 100 10 1) reads=20000 http_reads=3000
+        len_keys=10000 per_blocks=(4096 100 10 1) reads=20000 http_reads=3000 during=10
         rate=50 connections=200 seconds=20 warmup=5
         ;;
     quick)
         keys_series=(1000 10000 100000) versions=10,1000,100000
-        len_keys=10000 per_blocks=(4096 100 1) reads=5000 http_reads=1000
+        len_keys=10000 per_blocks=(4096 100 1) reads=5000 http_reads=1000 during=4
         rate=50 connections=200 seconds=8 warmup=2
         ;;
     smoke)
         keys_series=(100 1000) versions=10,100,1000
-        len_keys=300 per_blocks=(300 1) reads=300 http_reads=100
+        len_keys=300 per_blocks=(300 1) reads=300 http_reads=100 during=1
         rate=20 connections=40 seconds=2 warmup=1
         ;;
 esac
@@ -91,17 +91,17 @@ exp_python "$ROOT/scripts/experiments/speed_plot.py" writes "$TMP" "$warmup" \
     "$difficulty" "$confirmations" >"$writes_csv"
 
 # ---- reads --------------------------------------------------------------------------
-# read_chain SERIES KEYS PER_BLOCK [VERSIONS]: builds the chain, reads it in-process,
-# then serves it by a kvchain node and reads it over HTTP; removes it afterwards.
+# read_chain SERIES KEYS PER_BLOCK [VERSIONS]: builds the chain, serves it by a kvchain
+# node and reads it over HTTP, then reads it in-process (the keys series also while new
+# blocks fold in); removes it afterwards.
 read_chain() {
-    local series=$1 keys=$2 per_block=$3 hot=${4:-} dir=$TMP/chain started url
+    local series=$1 keys=$2 per_block=$3 hot=${4:-} dir=$TMP/chain started url blocks=0
     local shape=(--keys "$keys" --series "$series" --network speed --difficulty "$read_difficulty")
     [[ -z $hot ]] || shape+=(--versions "$hot")
     local out=(--csv "$reads_csv" --startup-csv "$startup_csv" --samples "$samples")
     exp_log "reads: $series, $keys keys${hot:+ + hot keys of $hot versions}, $per_block writes a block"
     rm -rf "$dir"
     "$READER" build --dir "$dir" --per-block "$per_block" --startup-csv "$startup_csv" "${shape[@]}"
-    "$READER" read --dir "$dir" --reads "$reads" "${shape[@]}" "${out[@]}"
     url=http://127.0.0.1:6150
     started=$(date +%s.%N)
     "$BIN" node --data-dir "$dir" --network speed --difficulty "$read_difficulty" --mine off \
@@ -112,6 +112,9 @@ read_chain() {
         --log "$dir/blocks.log" --reads "$http_reads" "${shape[@]}" "${out[@]}" ||
         { tail -5 "$TMP/reader.out" "$TMP/reader.log" >&2 || true; exp_die "HTTP reads failed"; }
     stop_reader
+    # In-process last: the blocks it adds while reading go into this chain's log.
+    [[ $series != keys ]] || blocks=$during
+    "$READER" read --dir "$dir" --reads "$reads" --during-blocks "$blocks" "${shape[@]}" "${out[@]}"
     rm -rf "$dir"
 }
 

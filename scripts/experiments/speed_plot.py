@@ -63,14 +63,14 @@ def table(reads, writes_rows, startup):
               f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f}  {r['blocks']:>6.0f}  "
               f"{r['block_interval_s']:.3f}")
     print("\nreads (us per call)")
-    print(f"{'series':<9} {'keys':>8} {'blocks':>6} {'op':<13} {'versions':>8} {'n':>6} "
-          f"{'p50':>9} {'p90':>9} {'p99':>9} {'max':>10}")
+    print(f"{'series':<9} {'keys':>8} {'blocks':>6} {'op':<22} {'versions':>8} {'n':>7} "
+          f"{'p50':>9} {'p90':>9} {'p99':>9} {'max':>10} {'>1ms':>6}")
     for r in reads:
         if r["op"] == "timer":
             continue
-        print(f"{r['series']:<9} {r['keys']:>8.0f} {r['blocks']:>6.0f} {r['op']:<13} "
-              f"{r['versions']:>8.0f} {r['n']:>6.0f} {r['p50_us']:>9.2f} {r['p90_us']:>9.2f} "
-              f"{r['p99_us']:>9.2f} {r['max_us']:>10.1f}")
+        print(f"{r['series']:<9} {r['keys']:>8.0f} {r['blocks']:>6.0f} {r['op']:<22} "
+              f"{r['versions']:>8.0f} {r['n']:>7.0f} {r['p50_us']:>9.2f} {r['p90_us']:>9.2f} "
+              f"{r['p99_us']:>9.2f} {r['max_us']:>10.1f} {r['over_1ms']:>6.0f}")
     print("\nstart-up (s)")
     print(f"{'series':<9} {'keys':>8} {'blocks':>6} {'txs':>8} {'log MB':>7} "
           f"{'what':<16} {'seconds':>8} {'rss MB':>7}")
@@ -108,7 +108,7 @@ def plot(out, tmp):
             cdf(ax, us, f"{op}, {keys:,} keys", ls="-" if op == "retrieve" else "--")
     ax.set(xscale="log", xlabel="read latency, us per call", ylabel="fraction of reads",
            title="reads of the latest version: distributions")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
 
     ax = axes[0][2]
     keys_rows = [r for r in reads if r["series"] == "keys" and r["versions"] == 1]
@@ -121,6 +121,16 @@ def plot(out, tmp):
         line, = ax.plot(x, [r["p50_us"] for r in rows], style, label=f"{op} p50")
         ax.plot(x, [r["p99_us"] for r in rows], style, alpha=0.5, color=line.get_color(),
                 label=f"{op} p99")
+    rows = sorted((r for r in keys_rows if r["op"] == "retrieve_during_blocks"),
+                  key=lambda r: r["keys"])
+    if rows:
+        ax.plot([r["keys"] for r in rows], [r["max_us"] for r in rows], "kx:",
+                label="retrieve while blocks fold: max")
+    rows = sorted((r for r in keys_rows if r["op"] == "retrieve_spin_idle"),
+                  key=lambda r: r["keys"])
+    if rows:
+        ax.plot([r["keys"] for r in rows], [r["max_us"] for r in rows], "x:", color="0.6",
+                label="same reader, no blocks: max")
     ax.set(xscale="log", yscale="log", xlabel="keys in the chain (one version each)",
            ylabel="us per call", title="reads against the number of keys")
     ax.legend(fontsize=6, ncol=2)
@@ -150,10 +160,21 @@ def plot(out, tmp):
     keys = int(length[0]["keys"]) if length else 0
     ax.set(xscale="log", yscale="log", xlabel=f"chain length, blocks ({keys:,} keys)",
            ylabel="us per call (faint: p99)", title="reads against the chain length")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
+    # The same chains' start-up, on a second axis: it grows with the blocks.
+    twin = ax.twinx()
+    for what, style in (("open_in_process", "k:"), ("node_http_ready", "k-.")):
+        rows = sorted((r for r in startup if r["series"] == "length" and r["what"] == what),
+                      key=lambda r: r["blocks"])
+        if rows:
+            twin.plot([r["blocks"] for r in rows], [r["seconds"] for r in rows], style,
+                      alpha=0.6, label=f"start-up: {what}")
+    twin.set(yscale="log", ylabel="start-up, s (black)")
+    twin.spines["right"].set_visible(True)
+    twin.legend(fontsize=7, loc="lower right")
 
     ax = axes[1][2]
-    for series, marker in (("keys", "o"), ("versions", "D"), ("length", "s")):
+    for series, marker in (("keys", "o"), ("versions", "D")):
         for what, style in (("open_in_process", "-"), ("node_http_ready", "--")):
             rows = sorted((r for r in startup if r["series"] == series and r["what"] == what),
                           key=lambda r: r["txs"])
