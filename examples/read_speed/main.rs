@@ -14,6 +14,7 @@
 //! mode knows which keys exist from `--keys` and `--versions` alone. Run with
 //! `cargo run --release --example read_speed -- <mode> --help`.
 
+mod contention;
 mod measure;
 
 use anyhow::{ensure, Context, Result};

@@ -7,7 +7,6 @@ use kvchain::node::{self, MiningPolicy, NodeConfig};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Header of the latency CSV (`--csv`).
@@ -88,14 +87,14 @@ pub fn startup_row(
 }
 
 /// Per-call timings of one operation, in microseconds, with the key of each call.
-struct Timings {
+pub struct Timings {
     op: &'static str,
     versions: usize,
     us: Vec<(f64, String)>,
 }
 
 impl Timings {
-    fn new(op: &'static str, versions: usize) -> Timings {
+    pub fn new(op: &'static str, versions: usize) -> Timings {
         Timings {
             op,
             versions,
@@ -104,7 +103,7 @@ impl Timings {
     }
 
     /// Times `call` on `key`.
-    fn time<T>(&mut self, key: &str, call: impl FnOnce(&str) -> T) -> T {
+    pub fn time<T>(&mut self, key: &str, call: impl FnOnce(&str) -> T) -> T {
         let start = Instant::now();
         let out = call(key);
         self.us
@@ -173,7 +172,7 @@ impl Rng {
 }
 
 /// `reads` random single-version keys (repeats allowed), named before any timing.
-fn random_keys(shape: &Shape, reads: usize, seed: u64) -> Vec<String> {
+pub fn random_keys(shape: &Shape, reads: usize, seed: u64) -> Vec<String> {
     let mut rng = Rng(seed);
     (0..reads)
         .map(|_| key_name(rng.below(shape.keys)))
@@ -188,6 +187,7 @@ fn reps(versions: usize, budget: usize, min: usize) -> usize {
 
 /// Writes the rows (and samples) of `all`.
 fn write_out(out: &Output, shape: &Shape, blocks: u64, all: &[Timings]) -> Result<()> {
+    let all: Vec<&Timings> = all.iter().filter(|t| !t.us.is_empty()).collect();
     let rows: Vec<String> = all.iter().map(|t| t.row(shape, blocks)).collect();
     append(&out.csv, CSV_HEADER, &rows)?;
     if let Some(path) = &out.samples {
@@ -253,7 +253,10 @@ pub fn in_process(dir: &Path, shape: &Shape, out: &Output, during_blocks: usize)
     for k in &keys {
         std::hint::black_box(all.time(k, |k| store.retrieve_all(k)));
     }
-    let mut timings = vec![timer, latest, all];
+    // The index digest (what /status shows): every key sorted and hashed, once per change.
+    let mut digest = Timings::new("digest", 0);
+    std::hint::black_box(digest.time("", |_| store.digest()));
+    let mut timings = vec![timer, latest, all, digest];
     for &v in &shape.versions {
         let key = format!("v{v}");
         ensure!(
@@ -267,7 +270,12 @@ pub fn in_process(dir: &Path, shape: &Shape, out: &Output, during_blocks: usize)
         timings.push(t);
     }
     if during_blocks > 0 {
-        timings.extend(during(&rt, &started.handle, shape, during_blocks)?);
+        timings.extend(crate::contention::during(
+            &rt,
+            &started.handle,
+            shape,
+            during_blocks,
+        )?);
     }
     write_out(out, shape, blocks, &timings)?;
     rt.block_on(started.handle.shutdown());
@@ -281,16 +289,15 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Waits until the node answers `/status`; returns its height.
-fn wait_ready(agent: &ureq::Agent, node: &Node) -> Result<u64> {
+/// Waits until the node serves `GET /kvs/<key>` of a key the chain holds (not `/status`,
+/// which first hashes the whole index for its digest).
+fn wait_ready(agent: &ureq::Agent, base: &str, node: &Node) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs_f64(node.ready_timeout);
-    let url = format!("{}/status", node.url);
+    let url = format!("{base}/kvs/{}", key_name(0));
     loop {
-        if let Ok(mut r) = agent.get(&url).call() {
+        if let Ok(r) = agent.get(&url).call() {
             if r.status().is_success() {
-                let body = r.body_mut().read_to_vec()?;
-                let status: serde_json::Value = serde_json::from_slice(&body)?;
-                return status["height"].as_u64().context("/status has no height");
+                return Ok(());
             }
         }
         if !Path::new(&format!("/proc/{}", node.pid)).exists() {
@@ -303,8 +310,13 @@ fn wait_ready(agent: &ureq::Agent, node: &Node) -> Result<u64> {
     }
 }
 
-/// One GET of `path`, its whole body read; fails on anything but 200.
+/// One GET of `path`; its body's length.
 fn get(agent: &ureq::Agent, base: &str, path: &str) -> Result<usize> {
+    get_body(agent, base, path).map(|b| b.len())
+}
+
+/// One GET of `path`, its whole body read; fails on anything but 200.
+fn get_body(agent: &ureq::Agent, base: &str, path: &str) -> Result<Vec<u8>> {
     let mut r = agent
         .get(format!("{base}{path}"))
         .call()
@@ -316,7 +328,7 @@ fn get(agent: &ureq::Agent, base: &str, path: &str) -> Result<usize> {
         .limit(1 << 30)
         .read_to_vec()
         .with_context(|| format!("GET {path}: body"))?;
-    Ok(body.len())
+    Ok(body)
 }
 
 /// Times the node's start-up (from `node.started` to its first answer), then its HTTP
@@ -328,8 +340,18 @@ pub fn http(node: &Node, shape: &Shape, out: &Output) -> Result<()> {
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into();
-    let blocks = wait_ready(&agent, node)?;
+    let base = node.url.trim_end_matches('/').to_string();
+    wait_ready(&agent, &base, node)?;
     let up = unix_now() - node.started;
+    // The first /status after a change computes the index digest; later ones reuse it.
+    let mut status_first = Timings::new("http_status_first", 0);
+    let body = status_first.time("", |_| get_body(&agent, &base, "/status"))?;
+    let status: serde_json::Value = serde_json::from_slice(&body).context("/status")?;
+    let blocks = status["height"].as_u64().context("/status has no height")?;
+    let mut status_again = Timings::new("http_status", 0);
+    for _ in 0..20 {
+        status_again.time("", |_| get_body(&agent, &base, "/status"))?;
+    }
     let rss = rss_mb(&node.pid.to_string());
     let log = file_mb(&node.log);
     startup_row(
@@ -341,7 +363,6 @@ pub fn http(node: &Node, shape: &Shape, out: &Output) -> Result<()> {
         up,
         rss,
     )?;
-    let base = node.url.trim_end_matches('/').to_string();
     // Warm the connection and the node's first-use paths.
     for k in random_keys(shape, 20, 9) {
         get(&agent, &base, &format!("/kvs/{k}"))?;
@@ -354,7 +375,7 @@ pub fn http(node: &Node, shape: &Shape, out: &Output) -> Result<()> {
     for k in random_keys(shape, out.reads, 4) {
         history.time(&k, |k| get(&agent, &base, &format!("/kvs/{k}/history")))?;
     }
-    let mut timings = vec![latest, history];
+    let mut timings = vec![status_first, status_again, latest, history];
     for &v in &shape.versions {
         let key = format!("v{v}");
         let mut t = Timings::new("http_history", v);
@@ -364,86 +385,4 @@ pub fn http(node: &Node, shape: &Shape, out: &Output) -> Result<()> {
         timings.push(t);
     }
     write_out(out, shape, blocks, &timings)
-}
-
-/// Hands the node `n` new blocks of 4,096 puts of new keys, one after the other, while
-/// another thread times `retrieve` of random keys without pause: the worst case of a read,
-/// which waits whenever the node holds the index's write lock to fold a block in.
-/// Returns those reads, the same reader's timings for as long without blocks (the
-/// control), and the time each block took to be accepted.
-fn during(
-    rt: &tokio::runtime::Runtime,
-    handle: &node::NodeHandle,
-    shape: &Shape,
-    n: usize,
-) -> Result<Vec<Timings>> {
-    const TXS: usize = kvchain::chain::limits::MAX_BLOCK_TXS;
-    let info = rt.block_on(handle.info()).context("the node stopped")?;
-    let mut parent = rt
-        .block_on(handle.block_at(info.height))
-        .context("no tip block")?
-        .header;
-    let params = shape.params()?;
-    let authors = crate::authors();
-    let time = kvchain::chain::now_ms();
-    // Signed before any timing; the node checks their signatures itself (a peer's block).
-    let mut blocks = Vec::new();
-    for b in 0..n {
-        let base = 1_000_000_000 + b * TXS;
-        let signed = crate::sign(base..base + TXS, &authors, time, |j| format!("n{j}"));
-        let txs = signed.into_iter().map(|t| t.into_tx()).collect();
-        let block = crate::block_on(&parent, txs, time + b as u64, params.difficulty());
-        parent = block.header;
-        blocks.push(block);
-    }
-    let store = handle.store().clone();
-    let stop = AtomicBool::new(false);
-    let keys = random_keys(shape, 1 << 16, 5);
-    let mut submits = Timings::new("submit_block", TXS);
-    let phase = Instant::now();
-    let reads = std::thread::scope(|s| -> Result<Timings> {
-        let reader = s.spawn(|| spin(&store, &keys, &stop, "retrieve_during_blocks"));
-        let mut result = Ok(());
-        for block in blocks {
-            let height = block.header.height;
-            let verdict = submits.time("", |_| rt.block_on(handle.submit_block(block)));
-            match verdict {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => result = Err(anyhow::anyhow!("block {height} refused: {e}")),
-                None => result = Err(anyhow::anyhow!("the node stopped")),
-            }
-            if result.is_err() {
-                break;
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        let reads = reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("reader panicked"))?;
-        result.map(|()| reads)
-    })?;
-    // The control: the same reader for as long, with no block coming in.
-    let quiet = phase.elapsed();
-    let stop = AtomicBool::new(false);
-    let idle = std::thread::scope(|s| {
-        let reader = s.spawn(|| spin(&store, &keys, &stop, "retrieve_spin_idle"));
-        std::thread::sleep(quiet);
-        stop.store(true, Ordering::Relaxed);
-        reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("reader panicked"))
-    })?;
-    Ok(vec![reads, idle, submits])
-}
-
-/// Times `retrieve` of `keys` in a loop, without pause, until `stop` is set.
-fn spin(store: &node::Store, keys: &[String], stop: &AtomicBool, op: &'static str) -> Timings {
-    let mut t = Timings::new(op, 1);
-    for k in keys.iter().cycle() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        std::hint::black_box(t.time(k, |k| store.retrieve(k)));
-    }
-    t
 }

@@ -28,7 +28,7 @@ private_testnet speed 6000 # TMP, NET, wait_for; nodes down and TMP removed on e
 case $MODE in
     full)
         keys_series=(1000 10000 100000 1000000) versions=10,1000,100000
-        len_keys=10000 per_blocks=(4096 100 10 1) reads=20000 http_reads=3000 during=10
+        len_keys=100000 per_blocks=(4096 100 10 1) reads=20000 http_reads=3000 during=10
         rate=50 connections=200 seconds=20 warmup=5
         ;;
     quick)

@@ -92,7 +92,7 @@ def plot(out, tmp):
             samples[(r["series"], int(r["keys"]), int(r["blocks"]), r["op"],
                      int(r["versions"]))].append(float(r["us"]))
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(21, 9))
     ax = axes[0][0]
     for wait, ms in write_samples(tmp, warmup).items():
         cdf(ax, ms, f"--wait {wait} (n={len(ms)})")
@@ -121,19 +121,27 @@ def plot(out, tmp):
         line, = ax.plot(x, [r["p50_us"] for r in rows], style, label=f"{op} p50")
         ax.plot(x, [r["p99_us"] for r in rows], style, alpha=0.5, color=line.get_color(),
                 label=f"{op} p99")
-    rows = sorted((r for r in keys_rows if r["op"] == "retrieve_during_blocks"),
-                  key=lambda r: r["keys"])
-    if rows:
-        ax.plot([r["keys"] for r in rows], [r["max_us"] for r in rows], "kx:",
-                label="retrieve while blocks fold: max")
-    rows = sorted((r for r in keys_rows if r["op"] == "retrieve_spin_idle"),
-                  key=lambda r: r["keys"])
-    if rows:
-        ax.plot([r["keys"] for r in rows], [r["max_us"] for r in rows], "x:", color="0.6",
-                label="same reader, no blocks: max")
     ax.set(xscale="log", yscale="log", xlabel="keys in the chain (one version each)",
            ylabel="us per call", title="reads against the number of keys")
     ax.legend(fontsize=6, ncol=2)
+
+    ax = axes[0][3]
+    extra = (("retrieve_during_blocks", "max_us", "x:", "C3", "retrieve while blocks fold: max"),
+             ("retrieve_during_blocks_digest", "max_us", "+:", "C4",
+              "... and digests run: max"),
+             ("retrieve_spin_idle", "max_us", "1:", "0.55", "same reader alone: max"),
+             ("digest", "p50_us", "D-", "k", "index digest (first /status)"),
+             ("http_status_first", "p50_us", "s--", "C1", "first GET /status"),
+             ("submit_block", "p50_us", "o-", "C2", "a 4,096-write block accepted: p50"))
+    for op, col, style, color, label in extra:
+        rows = sorted((r for r in reads if r["series"] == "keys" and r["op"] == op),
+                      key=lambda r: r["keys"])
+        if rows:
+            ax.plot([r["keys"] for r in rows], [r[col] for r in rows], style, label=label,
+                    color=color)
+    ax.set(xscale="log", yscale="log", xlabel="keys in the chain (+ the 4,096-write blocks)",
+           ylabel="us", title="worst cases: a spinning reader while blocks fold")
+    ax.legend(fontsize=7)
 
     ax = axes[1][0]
     hot = [r for r in reads if r["series"] == "versions" and r["versions"] > 1]
@@ -184,6 +192,18 @@ def plot(out, tmp):
     ax.set(xscale="log", yscale="log", xlabel="writes in the chain (txs)", ylabel="seconds",
            title="start-up: replaying the block log")
     ax.legend(fontsize=6)
+    ax = axes[1][3]
+    for series, marker in (("keys", "o"), ("versions", "D"), ("length", "s")):
+        rows = sorted((r for r in startup if r["series"] == series
+                       and r["what"] == "node_http_ready" and r["rss_mb"] != ""),
+                      key=lambda r: r["txs"] * 1e6 + r["blocks"])
+        if rows:
+            ax.plot([r["txs"] for r in rows], [r["rss_mb"] for r in rows], marker,
+                    label=f"{series} (length: same txs, more blocks)" if series == "length"
+                    else series)
+    ax.set(xscale="log", yscale="log", xlabel="writes in the chain (txs)",
+           ylabel="node resident memory, MB", title="memory of a node serving the chain")
+    ax.legend(fontsize=7)
     save(fig, f"{out}/speed.png", footer(out))
 
 
