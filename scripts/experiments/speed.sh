@@ -101,20 +101,20 @@ read_chain() {
     local out=(--csv "$reads_csv" --startup-csv "$startup_csv" --samples "$samples")
     exp_log "reads: $series, $keys keys${hot:+ + hot keys of $hot versions}, $per_block writes a block"
     rm -rf "$dir"
-    "$READER" build --dir "$dir" --per-block "$per_block" --startup-csv "$startup_csv" "${shape[@]}"
+    timeout 900 "$READER" build --dir "$dir" --per-block "$per_block" --startup-csv "$startup_csv" "${shape[@]}"
     url=http://127.0.0.1:6150
     started=$(date +%s.%N)
     "$BIN" node --data-dir "$dir" --network speed --difficulty "$read_difficulty" --mine off \
         --listen /ip4/127.0.0.1/tcp/6050 --no-mdns --http 127.0.0.1:6150 --log warn \
         --log-file "$TMP/reader.log" </dev/null >"$TMP/reader.out" 2>&1 &
     reader_pid=$!
-    "$READER" http --url "$url" --pid "$reader_pid" --started "$started" --ready-timeout 300 \
+    timeout 900 "$READER" http --url "$url" --pid "$reader_pid" --started "$started" --ready-timeout 300 \
         --log "$dir/blocks.log" --reads "$http_reads" "${shape[@]}" "${out[@]}" ||
         { tail -5 "$TMP/reader.out" "$TMP/reader.log" >&2 || true; exp_die "HTTP reads failed"; }
     stop_reader
     # In-process last: the blocks it adds while reading go into this chain's log.
     [[ $series != keys ]] || blocks=$during
-    "$READER" read --dir "$dir" --reads "$reads" --during-blocks "$blocks" "${shape[@]}" "${out[@]}"
+    timeout 900 "$READER" read --dir "$dir" --reads "$reads" --during-blocks "$blocks" "${shape[@]}" "${out[@]}"
     rm -rf "$dir"
 }
 
