@@ -179,3 +179,16 @@ fn attack51_writes_its_table_plot_and_histories() {
         ],
     );
 }
+
+#[test]
+fn speed_writes_its_tables_and_plot() {
+    smoke(
+        "speed",
+        &[
+            "speed.csv",
+            "speed_writes.csv",
+            "speed_startup.csv",
+            "speed.png",
+        ],
+    );
+}
