@@ -149,4 +149,4 @@ for q in "${QS[@]}"; do
     done
 done
 
-exp_python "$ROOT/scripts/experiments/attack51_plot.py" "$OUT"
+exp_python "$ROOT/scripts/experiments/attack51_plot.py" "$OUT" | tee "$OUT/summary.txt"

@@ -107,6 +107,8 @@ for n in "${sizes[@]}"; do
 done
 
 py plot "$csv" "$OUT/broadcast.png"
-echo "== broadcast scaling ($MODE), $(sed -n 's/^machine: //p' "$OUT/meta.txt")"
-py table "$csv"
+{
+    echo "== broadcast scaling ($MODE), $(sed -n 's/^machine: //p' "$OUT/meta.txt")"
+    py table "$csv"
+} | tee "$OUT/summary.txt"
 exp_log "wrote $csv, $OUT/broadcast.png and $OUT/meta.txt"

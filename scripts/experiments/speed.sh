@@ -122,5 +122,5 @@ for keys in "${keys_series[@]}"; do read_chain keys "$keys" 4096; done
 read_chain versions 1000 4096 "$versions"
 for per_block in "${per_blocks[@]}"; do read_chain length "$len_keys" "$per_block"; done
 
-exp_python "$ROOT/scripts/experiments/speed_plot.py" plot "$OUT" "$TMP"
+exp_python "$ROOT/scripts/experiments/speed_plot.py" plot "$OUT" "$TMP" | tee "$OUT/summary.txt"
 exp_log "done: $OUT/speed.png, $reads_csv, $writes_csv, $startup_csv"
