@@ -4,6 +4,7 @@ writes the per-second table OUT/faults.csv, reads every confirmed write back fro
 given nodes, prints a summary per phase and draws OUT/faults.png.
 
 Usage: faults.py OUT BENCH_JSON KEY_PREFIX READBACK_URL...
+       faults.py --replot OUT    (the plot again, from the CSVs of a finished run)
 """
 import bisect
 import csv
@@ -116,11 +117,17 @@ def plot(rows, events, t0, png, out_dir):
     b.legend(fontsize=7)
     c.step(t, [r["nodes_up"] for r in rows], where="post", label="nodes answering")
     c.step(t, [r["distinct_tips"] for r in rows], where="post", label="distinct tips among them")
-    c.step(t, [r["height_spread"] if r["height_spread"] != "" else None for r in rows], where="post",
-           label="height spread (blocks)")
-    c.set_ylabel("nodes / tips / blocks")
+    c.set_ylabel("nodes / tips")
+    c.set_ylim(0, max(r["nodes_up"] for r in rows) + 0.5)
     c.set_xlabel("seconds since the load started")
-    c.legend(fontsize=7)
+    # The height spread has its own axis: after a restart it is thousands of blocks.
+    c2 = c.twinx()
+    c2.step(t, [r["height_spread"] if r["height_spread"] != "" else None for r in rows], where="post",
+            color="tab:green", alpha=0.7, label="height spread (blocks, right)")
+    c2.set_ylabel("highest - lowest height")
+    h1, l1 = c.get_legend_handles_labels()
+    h2, l2 = c2.get_legend_handles_labels()
+    c.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
     for e in events:
         if e["event"] in ("kill", "restart", "converged"):
             x = e["t_unix"] - t0
@@ -176,5 +183,16 @@ def main():
     plot(rows, events, t0, f"{out}/faults.png", out)
 
 
+def replot(out):
+    """Draws OUT/faults.png again from the CSVs a run left (no nodes needed)."""
+    rows = read_rows(f"{out}/faults.csv")
+    events = read_rows(f"{out}/faults_events.csv")
+    t0 = next(e["t_unix"] for e in events if e["event"] == "start")
+    plot(rows, events, t0, f"{out}/faults.png", out)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--replot"]:
+        replot(sys.argv[2])
+    else:
+        main()
