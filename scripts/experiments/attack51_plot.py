@@ -88,7 +88,8 @@ def main(out):
         pts = [t for t in table if t[1] == z]
         xs = [t[0] + (i - (len(zs) - 1) / 2) * 0.006 for t in pts]
         ys = [t[4] for t in pts]
-        err = [[t[4] - t[5] for t in pts], [t[6] - t[4] for t in pts]]
+        # Clamped: at k = 0 or k = n the interval's end can round past the rate.
+        err = [[max(0.0, t[4] - t[5]) for t in pts], [max(0.0, t[6] - t[4]) for t in pts]]
         ax.errorbar(xs, ys, yerr=err, fmt="o", color=c, ms=4, capsize=2,
                     label=f"measured, z={z} (95% Wilson)")
     ax.set_xlabel("attacker's share q of the hashrate")
