@@ -108,6 +108,7 @@ fn every_experiment_script_has_a_smoke_test() {
         "difficulty",
         "faultmodels",
         "faults",
+        "speed",
     ];
     let dir = root().join("scripts/experiments");
     let mut scripts: Vec<String> = std::fs::read_dir(&dir)
