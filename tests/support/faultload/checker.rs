@@ -1,5 +1,5 @@
 //! The end-of-run checker. It waits (polled, bounded) until every node shows one tip and
-//! one index digest, reads every key's history from every node, and verifies that:
+//! one index digest with no write waiting in its mempool, reads every key's history from every node, and verifies that:
 //! every write a node acknowledged as confirmed is in that key's history on every node (a
 //! confirmed delete as a tombstone carrying its tx id); no value appears that no client
 //! wrote to that key, and no more tombstones than deletes were sent; no tx or value
@@ -207,8 +207,8 @@ fn view(eps: &Endpoints, i: usize, keys: &BTreeSet<String>) -> Result<NodeView, 
     Ok(view)
 }
 
-/// Waits up to `limit` until every node shows one tip and digest, then reads every view;
-/// `Err` with the last views seen (or why none) when they never agree.
+/// Waits up to `limit` until every node shows one tip and digest and an empty mempool,
+/// then reads every view; `Err` with the last views seen (or why none) when they never agree.
 pub fn converge(
     eps: &Endpoints,
     keys: &BTreeSet<String>,
@@ -236,14 +236,15 @@ pub fn converge(
     })
 }
 
-/// One look: the views of every node if they all show one tip and digest.
+/// One look: the views of every node if they all show one tip and digest and none has
+/// writes waiting in its mempool.
 fn converged_views(
     eps: &Endpoints,
     keys: &BTreeSet<String>,
     last: &mut Vec<NodeView>,
 ) -> Result<Vec<NodeView>, String> {
     {
-        let looks: Vec<(String, String)> = (0..eps.len())
+        let looks: Vec<(String, String, bool)> = (0..eps.len())
             .map(|i| match eps.status(i) {
                 Ok(s) => {
                     let text = |f: &str| s[f].as_str().unwrap_or_default().to_string();
@@ -254,14 +255,19 @@ fn converged_views(
                         s["mempool"],
                         text("tip")
                     );
-                    (same, seen)
+                    (same, seen, s["mempool"].as_u64() == Some(0))
                 }
-                Err(e) => (format!("{e:?}"), format!("{e:?}")),
+                Err(e) => (format!("{e:?}"), format!("{e:?}"), false),
             })
             .collect();
         if looks.iter().any(|l| l.0 != looks[0].0) {
             let seen: Vec<&String> = looks.iter().map(|l| &l.1).collect();
             return Err(format!("tips and digests differ: {seen:?}"));
+        }
+        // One tip is not yet the end: writes a reorg orphaned wait in a mempool until they
+        // are mined again, and the nodes mine (`mine auto`) until no write waits.
+        if let Some(l) = looks.iter().find(|l| !l.2) {
+            return Err(format!("writes still wait to be mined: {}", l.1));
         }
         let views = (0..eps.len())
             .map(|i| view(eps, i, keys))
