@@ -8,7 +8,7 @@
 use super::command::{Command, TxStatus};
 use crate::chain::group_commit::{JournalError, JournalHandle};
 use crate::chain::{now_ms, Hash, Index, Keypair, Op, TxError, TxId, VerifiedTx, Version};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -106,8 +106,6 @@ pub struct Store {
     journal: Option<JournalHandle>,
     index: Arc<RwLock<Index>>,
     keypair: Arc<Keypair>,
-    /// The last digest, with the index generation it was computed at.
-    digest: Arc<Mutex<Option<(u64, Hash)>>>,
 }
 
 impl Store {
@@ -122,7 +120,6 @@ impl Store {
             journal,
             index,
             keypair,
-            digest: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -184,18 +181,11 @@ impl Store {
     }
 
     /// The digest of the whole index (see [`Index::digest`]): equal on two nodes exactly
-    /// when they hold the same versions of every key. Computed once per index change.
+    /// when they hold the same versions of every key. The index keeps it up to date, so
+    /// the read lock is held only to rehash what changed since it was last asked for.
     pub fn digest(&self) -> Hash {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let mut cache = self.digest.lock().unwrap_or_else(|e| e.into_inner());
-        match *cache {
-            Some((generation, digest)) if generation == index.generation() => digest,
-            _ => {
-                let digest = index.digest();
-                *cache = Some((index.generation(), digest));
-                digest
-            }
-        }
+        index.digest()
     }
 
     /// The public key that signs this store's writes.
