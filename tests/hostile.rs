@@ -9,7 +9,7 @@ mod hostile_peer;
 mod swarm_net;
 
 use hostile_peer::*;
-use kvchain::chain::{Keypair, Op, Params, Signature, Tx};
+use kvchain::chain::{pow, Keypair, Op, Params, Signature, Tx};
 use kvchain::codec;
 use kvchain::net::Names;
 use kvchain::node::MiningPolicy;
@@ -41,7 +41,7 @@ async fn a_hostile_peer_is_rejected_every_time_and_banned() {
         evil.join(&honest.addr, honest.net.peer_id(), &mut answer)
             .await;
         let (block, bytes) = match kind {
-            0 => (true, codec::encode(&bad_pow_block(&params, kind))),
+            0 => (true, codec::encode(&pow::failing_block(&params, kind))),
             1 => (false, codec::encode(&bad_sig_tx(kind))),
             _ => (false, b"\xffthis is not cbor".to_vec()),
         };

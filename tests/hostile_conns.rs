@@ -27,7 +27,7 @@ mod tcp_net;
 use common::params;
 use futures::StreamExt;
 use hostile_peer::*;
-use kvchain::chain::Params;
+use kvchain::chain::{pow, Params};
 use kvchain::codec;
 use kvchain::net::{Limits, Names, SyncRequest, TransportKind};
 use kvchain::node::MiningPolicy;
@@ -67,7 +67,7 @@ async fn ban_for_bad_pow(
     let node_id = node.net.peer_id();
     let before = HonestState::of(&node.handle).await;
     evil.join(&node.addr, node_id, answer).await;
-    assert!(evil.publish(true, codec::encode(&bad_pow_block(params, 0))));
+    assert!(evil.publish(true, codec::encode(&pow::failing_block(params, 0))));
     let (net, id) = (node.net.clone(), evil.id());
     let banned_in_time = evil
         .run_until(LIMIT, answer, async move {
@@ -356,7 +356,7 @@ async fn a_loopback_ban_covers_the_peer_id_not_the_shared_address() {
     let names = names(&params);
     let mut evil = Dialer::new(TransportKind::Tcp, &names);
     assert_eq!(evil.connect(&node).await, Outcome::Admitted);
-    let bad = codec::encode(&bad_pow_block(&params, 1));
+    let bad = codec::encode(&pow::failing_block(&params, 1));
     // Published once the node's subscription has reached the dialer.
     until("the dialer publishes a bad block", || async {
         evil.publish(bad.clone()).await

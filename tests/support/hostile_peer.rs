@@ -7,7 +7,7 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, StreamExt};
 use kvchain::chain::side::MAX_SIDE_BLOCKS;
 use kvchain::chain::tree::MAX_ORPHANS;
-use kvchain::chain::{block::merkle_root, pow, Block, BlockHash, Hash, Header, Params};
+use kvchain::chain::{BlockHash, Hash, Params};
 use kvchain::codec;
 use kvchain::net::protocol::{read_frame, write_frame, MAX_REQUEST_BYTES};
 use kvchain::net::{ChainStatus, Names, NetClient, SyncRequest, SyncResponse};
@@ -323,27 +323,6 @@ pub async fn points(node: &NetClient, peer: PeerId) -> u32 {
 /// Whether `node` has banned `peer`.
 pub async fn banned(node: &NetClient, peer: PeerId) -> bool {
     node.bans().await.iter().any(|b| b.peer == peer)
-}
-
-/// A block on genesis whose hash misses the difficulty.
-pub fn bad_pow_block(params: &Params, salt: u64) -> Block {
-    let genesis = params.genesis().header;
-    let mut header = Header {
-        version: 1,
-        height: 1,
-        prev: genesis.hash(),
-        merkle: merkle_root(&[]),
-        time: genesis.time + 1_000 + salt,
-        bits: params.difficulty(),
-        nonce: salt,
-    };
-    while pow::meets(&header.hash(), header.bits) {
-        header.nonce += 1;
-    }
-    Block {
-        header,
-        txs: vec![],
-    }
 }
 
 /// The part of an honest node's state an attack must leave as it was: its tip, its index

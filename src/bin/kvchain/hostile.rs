@@ -6,8 +6,7 @@
 //! that comes or goes, so an experiment can see when the honest nodes cut it off.
 
 use anyhow::{Context, Result};
-use kvchain::chain::block::merkle_root;
-use kvchain::chain::{pow, Block, Header, Keypair, Op, Params, Tx};
+use kvchain::chain::{pow, Keypair, Op, Params, Tx};
 use kvchain::net::{self, Gossip, NetCommand, NetConfig, NetEvent, Verdict};
 use libp2p::{identity, Multiaddr};
 use std::collections::HashSet;
@@ -59,7 +58,7 @@ pub async fn run(opts: Options) -> Result<()> {
                 // Alternate: a batch of forged txs, then a block with no proof of work.
                 let gossip = if seq % 2 == 0 {
                     sent_blocks += 1;
-                    Gossip::Block(bad_pow_block(&params, seq))
+                    Gossip::Block(pow::failing_block(&params, seq))
                 } else {
                     sent_txs += opts.txs_per_message as u64;
                     Gossip::Txs(forged_txs(&author, seq, opts.txs_per_message)?)
@@ -131,25 +130,4 @@ fn forged_txs(author: &Keypair, seq: u64, n: usize) -> Result<Vec<Tx>> {
             Ok(other.with_signature(signed.signature()))
         })
         .collect()
-}
-
-/// A block on the genesis block whose hash misses the difficulty.
-fn bad_pow_block(params: &Params, salt: u64) -> Block {
-    let genesis = params.genesis().header;
-    let mut header = Header {
-        version: 1,
-        height: 1,
-        prev: genesis.hash(),
-        merkle: merkle_root(&[]),
-        time: genesis.time + 1_000 + salt,
-        bits: params.difficulty(),
-        nonce: salt,
-    };
-    while pow::meets(&header.hash(), header.bits) {
-        header.nonce += 1;
-    }
-    Block {
-        header,
-        txs: vec![],
-    }
 }

@@ -8,8 +8,9 @@
 //! ([`Backend::ShaNi`], chosen at run time); elsewhere each nonce is one
 //! `sha2::compress256` ([`Backend::Portable`]).
 
-use super::block::{Header, HEADER_LEN, NONCE_OFFSET};
+use super::block::{merkle_root, Block, Header, HEADER_LEN, NONCE_OFFSET};
 use super::crypto::Hash;
+use super::params::Params;
 use sha2::digest::generic_array::GenericArray;
 use std::time::{Duration, Instant};
 
@@ -207,6 +208,29 @@ pub fn solve(mut header: Header) -> Header {
             return header;
         }
         start = start.wrapping_add(1 << 20);
+    }
+}
+
+/// An empty block on `params`' genesis whose hash misses the difficulty: what a hostile
+/// peer sends, so that tests and experiments see honest nodes refuse it. `salt` makes
+/// each one different.
+pub fn failing_block(params: &Params, salt: u64) -> Block {
+    let genesis = params.genesis().header;
+    let mut header = Header {
+        version: 1,
+        height: 1,
+        prev: genesis.hash(),
+        merkle: merkle_root(&[]),
+        time: genesis.time + 1_000 + salt,
+        bits: params.difficulty(),
+        nonce: salt,
+    };
+    while meets(&header.hash(), header.bits) {
+        header.nonce += 1;
+    }
+    Block {
+        header,
+        txs: vec![],
     }
 }
 
