@@ -28,15 +28,10 @@ pub struct Version {
 #[derive(Clone, Debug)]
 struct Entry {
     versions: Vec<Version>,
-    /// The digest chain: where it starts, then its value after each version (the last
-    /// is the key's leaf in its digest bucket).
+    /// The digest chain's value after each version (the last is the key's leaf).
     chains: Vec<digest::Bytes32>,
-}
-
-impl Entry {
-    fn bucket(&self) -> u16 {
-        digest::bucket(&self.chains[0])
-    }
+    /// The key's digest bucket.
+    bucket: u16,
 }
 
 /// Per key, every version in chain order.
@@ -94,18 +89,26 @@ impl Index {
             };
             let entry = match self.keys.get_mut(key.as_str()) {
                 Some(entry) => entry,
+                // Most keys keep one version: room for one, not the four a push makes.
                 None => self.keys.entry(key.clone()).or_insert(Entry {
-                    versions: Vec::new(),
-                    chains: vec![digest::chain_start(key)],
+                    versions: Vec::with_capacity(1),
+                    chains: Vec::with_capacity(1),
+                    bucket: 0,
                 }),
             };
-            let old = *entry.chains.last().unwrap_or(&[0; 32]);
-            let new = digest::chain(&old, height, &version.tx_id, version.value.is_none());
-            let was_leaf = !entry.versions.is_empty();
+            // The chain goes on from the key's last value, or starts from the key.
+            let (prev, old) = match entry.chains.last() {
+                Some(last) => (*last, Some(*last)),
+                None => {
+                    let start = digest::chain_start(key);
+                    entry.bucket = digest::bucket(&start);
+                    (start, None)
+                }
+            };
+            let new = digest::chain(&prev, height, &version.tx_id, version.value.is_none());
             entry.versions.push(version);
             entry.chains.push(new);
-            self.digest
-                .swap(entry.bucket(), was_leaf.then_some(&old), Some(new));
+            self.digest.swap(entry.bucket, old.as_ref(), Some(new));
             self.versions += 1;
         }
     }
@@ -120,7 +123,7 @@ impl Index {
             let popped = entry.versions.pop();
             debug_assert_eq!(popped.map(|v| v.tx_id), Some(tx.id()));
             self.versions -= 1;
-            let (bucket, old) = (entry.bucket(), entry.chains.pop());
+            let (bucket, old) = (entry.bucket, entry.chains.pop());
             if entry.versions.is_empty() {
                 self.digest.swap(bucket, old.as_ref(), None);
                 self.keys.remove(key);
