@@ -414,3 +414,87 @@ async fn metrics_move_as_blocks_are_mined() {
     assert!(metric(&after, "kvchain_total_work") > metric(&before, "kvchain_total_work"));
     assert_eq!(metric(&after, "kvchain_mempool_txs"), 0.0);
 }
+
+/// Writes `values` to `key` through the store and mines them into blocks of `per_block`;
+/// returns the values in chain order.
+async fn versions_of(n: &ApiNode, key: &str, values: Vec<Vec<u8>>, per_block: usize) {
+    let mut txs = Vec::new();
+    for v in values {
+        let receipt = n.node.store().put(key, v).await.unwrap();
+        txs.push(pending(&n.node, &receipt.id().to_hex()).await);
+    }
+    for (salt, chunk) in txs.chunks(per_block).enumerate() {
+        mine(&n.node, chunk.to_vec(), salt as u64 + 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_comes_in_bounded_pages() {
+    let n = start(4, 1, MiningPolicy::Off).await;
+    let values = (0..5).map(|i| format!("v{i}").into_bytes()).collect();
+    versions_of(&n, "doc", values, 5).await;
+    let page = |q: &'static str| {
+        call(
+            "GET",
+            format!("{}/kvs/doc/history{q}", n.url),
+            vec![],
+            false,
+        )
+    };
+    let texts = |a: &Answer| -> Vec<String> {
+        let list = a.json();
+        let list = list.as_array().expect("a JSON array");
+        list.iter()
+            .map(|v| v["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = page("?limit=2").await;
+    assert_eq!(texts(&first), ["v0", "v1"]);
+    assert_eq!(first.header("x-kvchain-total"), Some("5"));
+    assert_eq!(first.header("x-kvchain-next"), Some("2"));
+    let second = page("?from=2&limit=2").await;
+    assert_eq!(texts(&second), ["v2", "v3"]);
+    assert_eq!(second.header("x-kvchain-next"), Some("4"));
+    let last = page("?from=4&limit=2").await;
+    assert_eq!(texts(&last), ["v4"]);
+    assert_eq!(
+        last.header("x-kvchain-next"),
+        None,
+        "no page after the last"
+    );
+    let past = page("?from=9").await;
+    assert_eq!((past.status, texts(&past).len()), (200, 0));
+    assert_eq!(past.header("x-kvchain-total"), Some("5"));
+    for bad in ["?limit=0", "?limit=1001", "?from=-1"] {
+        let a = page(bad).await;
+        assert_eq!(a.status, 400, "{bad}: {}", String::from_utf8_lossy(&a.body));
+    }
+    // Large values end a page early: 60 kB each, so a 2 MiB page holds 35 of them.
+    let big = (0..40).map(|i| vec![b'a' + i as u8; 60_000]).collect();
+    versions_of(&n, "big", big, 16).await;
+    let a = call("GET", format!("{}/kvs/big/history", n.url), vec![], false).await;
+    assert_eq!(a.json().as_array().unwrap().len(), 35);
+    assert_eq!(a.header("x-kvchain-next"), Some("35"));
+    assert_eq!(a.header("x-kvchain-total"), Some("40"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_a_history_of_many_pages_whole() {
+    let n = start(4, 1, MiningPolicy::Off).await;
+    let values = (0..2_345).map(|i| format!("v{i}").into_bytes()).collect();
+    versions_of(&n, "hot", values, 4_000).await;
+    let url = n.url.clone();
+    let all = tokio::task::spawn_blocking(move || {
+        let client = kvchain::http::client::Client::new(&url, std::time::Duration::from_secs(30));
+        client.history("hot")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let texts: Vec<&str> = all.iter().map(|v| v["value"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..2_345).map(|i| format!("v{i}")).collect();
+    assert_eq!(
+        texts, want,
+        "every version, once, in chain order, over 3 pages"
+    );
+}

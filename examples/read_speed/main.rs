@@ -8,7 +8,8 @@
 //! - `read`: opens that data dir as an in-process node (the replay is timed) and times
 //!   `Store::retrieve` and `Store::retrieve_all` call by call.
 //! - `http`: waits for a `kvchain node` serving the data dir to answer (its start-up time,
-//!   replay included), then times `GET /kvs/<key>` and `GET /kvs/<key>/history`.
+//!   replay included), then times `GET /kvs/<key>` and the whole `GET /kvs/<key>/history`
+//!   (every page).
 //!
 //! Keys are `k0000000`, `k0000001`, ... and the hot key with V versions is `vV`, so every
 //! mode knows which keys exist from `--keys` and `--versions` alone. Run with

@@ -208,11 +208,32 @@ impl Client {
         }
     }
 
-    /// `GET /kvs/{key}/history`.
+    /// `GET /kvs/{key}/history`, page after page until the last: every version.
     pub fn history(&self, key: &str) -> Result<Vec<Value>, ClientError> {
-        let url = key_url(&self.base, key, "/history")?;
-        let v = self.json(&url, self.agent.get(&url).call())?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        let mut all = Vec::new();
+        let mut from = 0;
+        loop {
+            let url = key_url(&self.base, key, &format!("/history?from={from}"))?;
+            let result = self.agent.get(&url).call();
+            let next = result.as_ref().ok().and_then(|r| {
+                let h = r.headers().get("x-kvchain-next")?;
+                h.to_str().ok()?.parse::<usize>().ok()
+            });
+            let page = self.json(&url, result)?;
+            all.extend(page.as_array().cloned().unwrap_or_default());
+            match next {
+                // Each page must move on, or a confused node would keep us here forever.
+                Some(next) if next > from && next == all.len() => from = next,
+                Some(next) => {
+                    return Err(ClientError::Api {
+                        status: 200,
+                        code: "bad_answer".into(),
+                        message: format!("the history page from {from} points to {next}"),
+                    })
+                }
+                None => return Ok(all),
+            }
+        }
     }
 
     /// `GET /status`.

@@ -7,7 +7,7 @@ use super::extract::{ApiQuery, KeyPath};
 use super::watchdog::BodyTimeout;
 use super::ApiState;
 use crate::chain::{tx::check_key, Version};
-use crate::node::{Receipt, StoreError, TxStatus};
+use crate::node::{HistoryPage, Page, Receipt, StoreError, TxStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -47,6 +47,23 @@ pub struct WriteAnswer {
 pub struct ReadQuery {
     /// Only versions at least this many blocks deep (the including block counts).
     min_conf: Option<u64>,
+}
+
+/// Most versions in one page of `/history`, and the default.
+pub const HISTORY_PAGE: usize = 1_000;
+/// Value bytes after which a page of `/history` ends (its JSON holds each value about
+/// three times: as text and as hex).
+pub const HISTORY_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Query of `/history`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Only versions at least this many blocks deep (the including block counts).
+    min_conf: Option<u64>,
+    /// Index of the first version to return (0, the oldest, by default).
+    from: Option<usize>,
+    /// Most versions to return (at most [`HISTORY_PAGE`], the default).
+    limit: Option<usize>,
 }
 
 /// A version as JSON.
@@ -310,16 +327,60 @@ pub async fn get(
     Ok(response)
 }
 
-/// `GET /kvs/{key}/history`: every version in chain order, deletes included.
+/// `GET /kvs/{key}/history`: the versions in chain order, deletes included, a page at a
+/// time: `?from=N&limit=M` (at most [`HISTORY_PAGE`] versions and about
+/// [`HISTORY_PAGE_BYTES`] of values). The header `x-kvchain-total` gives the number of
+/// versions, and `x-kvchain-next` the `from` of the next page while there is one.
 pub async fn history(
     State(s): State<ApiState>,
     KeyPath(key): KeyPath,
-    ApiQuery(q): ApiQuery<ReadQuery>,
-) -> Result<Json<Vec<VersionJson>>, ApiError> {
-    let all = versions(&s, &key, q.min_conf).await?;
-    Ok(Json(
-        all.iter().map(|v| VersionJson::new(&key, v)).collect(),
-    ))
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    valid_key(&key)?;
+    let limit = q.limit.unwrap_or(HISTORY_PAGE);
+    if limit == 0 || limit > HISTORY_PAGE {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit={limit}: give 1 to {HISTORY_PAGE}"),
+        ));
+    }
+    let from = q.from.unwrap_or(0);
+    // At least k deep: at most tip + 1 - k high (none at all when k exceeds the chain).
+    let max_height = match q.min_conf.filter(|k| *k > 1) {
+        Some(k) => {
+            let tip = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
+            (tip + 1).checked_sub(k)
+        }
+        None => Some(u64::MAX),
+    };
+    let page = match max_height {
+        Some(max_height) => s.node.store().retrieve_page(
+            &key,
+            Page {
+                from,
+                limit,
+                max_bytes: HISTORY_PAGE_BYTES,
+                max_height,
+            },
+        ),
+        None => HistoryPage {
+            versions: Vec::new(),
+            total: 0,
+        },
+    };
+    let list: Vec<VersionJson> = page
+        .versions
+        .iter()
+        .map(|v| VersionJson::new(&key, v))
+        .collect();
+    let mut response = Json(list).into_response();
+    let h = response.headers_mut();
+    h.insert("x-kvchain-total", HeaderValue::from(page.total));
+    let next = from.saturating_add(page.versions.len());
+    if !page.versions.is_empty() && next < page.total {
+        h.insert("x-kvchain-next", HeaderValue::from(next));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

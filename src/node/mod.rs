@@ -28,7 +28,7 @@ pub use metrics::NodeMetrics;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-pub use store::{Receipt, Store, StoreError};
+pub use store::{HistoryPage, Page, Receipt, Store, StoreError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// How to run a node.

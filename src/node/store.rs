@@ -98,6 +98,28 @@ fn height_or_failure(s: TxStatus) -> Result<u64, StoreError> {
     }
 }
 
+/// Which part of a key's history to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Index of the first version (0 is the oldest).
+    pub from: usize,
+    /// Most versions.
+    pub limit: usize,
+    /// Value bytes after which the page ends (it holds one version at least, if any).
+    pub max_bytes: usize,
+    /// Only versions at this height or below.
+    pub max_height: u64,
+}
+
+/// A page of a key's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The versions, in chain order.
+    pub versions: Vec<Version>,
+    /// How many versions the key has in all (at or below the page's height).
+    pub total: usize,
+}
+
 /// A handle on a node's key-value store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -178,6 +200,26 @@ impl Store {
     pub fn retrieve_all(&self, key: &str) -> Vec<Version> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         index.history(key).to_vec()
+    }
+
+    /// A page of `key`'s history (see [`Page`]), with how many versions it has in all
+    /// at or below the page's height: a caller reads a long history page by page
+    /// without the whole of it ever being copied at once.
+    pub fn retrieve_page(&self, key: &str, page: Page) -> HistoryPage {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let all = index.history(key);
+        // Versions are in chain order, so their heights never go down.
+        let total = all.partition_point(|v| v.height <= page.max_height);
+        let mut versions = Vec::new();
+        let mut bytes = 0;
+        for v in all[..total].iter().skip(page.from).take(page.limit) {
+            if !versions.is_empty() && bytes >= page.max_bytes {
+                break;
+            }
+            bytes += v.value.as_ref().map_or(0, |b| b.len());
+            versions.push(v.clone());
+        }
+        HistoryPage { versions, total }
     }
 
     /// The digest of the whole index (see [`Index::digest`]): equal on two nodes exactly
