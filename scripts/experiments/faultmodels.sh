@@ -42,19 +42,6 @@ case $MODE in
 esac
 scenarios=(crash-stop crash-recovery miner-crash omission byzantine)
 
-# Whether every node that answers has the same tip (and at least two answer).
-agree() {
-    local i tip first="" up=0
-    for ((i = 1; i <= nodes; i++)); do
-        tip=$(net_status "$i" tip)
-        [[ -n $tip ]] || continue
-        up=$((up + 1))
-        first=${first:-$tip}
-        [[ $tip == "$first" ]] || return 1
-    done
-    ((up >= 2))
-}
-
 # Kills node 4 right after its next "mined block" log line (bounded: 2 phases).
 kill_after_mined() {
     local log=$KVCHAIN_TESTNET_DIR/node4.log seen deadline=$((SECONDS + 2 * phase))
@@ -72,17 +59,13 @@ kill_after_mined() {
 }
 
 run() {
-    local name=$1 dir=$OUT/$1 prefix sampler bench started
+    local name=$1 dir=$OUT/$1 prefix bench started
     mkdir -p "$dir"
     exp_log "scenario $name"
     net_up "$nodes" 20 --confirmations 2 || exp_die "the network did not form"
     echo "t_unix,event,node" >"$dir/events.csv"
     event() { echo "$(date +%s.%N),$1,$2" >>"$dir/events.csv"; }
-    python3 "$ROOT/scripts/experiments/sample_status.py" --out "$dir/nodes.csv" \
-        --max-seconds $((phase * 3 + 120)) "${NODE_URLS[@]}" &
-    sampler=$!
-    sampled() { [[ -f "$dir/nodes.csv" && $(wc -l <"$dir/nodes.csv") -gt 1 ]]; }
-    wait_for 10 "the first status samples" sampled || exp_die "the status sampler did not start"
+    net_sample "$dir/nodes.csv" $((phase * 3 + 120))
     prefix=$name-$(date +%s)
     "$BIN" bench "${BENCH_NODES[@]}" --rate "$rate" --connections 200 --wait confirmed \
         --seconds $((phase * 3)) --warmup 0 --timeout 60 --samples "$dir/writes.csv" \
@@ -128,11 +111,11 @@ run() {
     fi
     # From the end of the load (the bench goes on to collect its last answers).
     sleep $((started + 3 * phase - SECONDS > 0 ? started + 3 * phase - SECONDS : 0))
-    wait_for 60 "every live node to agree on the tip" agree && event converged 0
+    wait_for 60 "every live node to agree on the tip" net_agree "$nodes" 2 && event converged 0
     wait "$bench" || exp_die "kvchain bench failed in $name"
     event end 0
-    kill "$sampler" 2>/dev/null || true
-    wait "$sampler" 2>/dev/null || true
+    kill "$SAMPLER" 2>/dev/null || true
+    wait "$SAMPLER" 2>/dev/null || true
     # Every confirmed write read back from node 1 and node 4 (if up), and whether the
     # block the crashed miner announced stayed in the chain.
     exp_python "$ROOT/scripts/experiments/faultmodels.py" check "$dir" "$prefix" \

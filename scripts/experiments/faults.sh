@@ -41,12 +41,7 @@ events=$OUT/faults_events.csv
 echo "t_unix,event,node" >"$events"
 event() { echo "$(date +%s.%N),$1,$2" >>"$events"; }
 
-# The sampler needs only Python's standard library: plain python3, so that $! is its pid.
-python3 "$ROOT/scripts/experiments/sample_status.py" --out "$OUT/faults_nodes.csv" \
-    --max-seconds $((total + 120)) "${NODE_URLS[@]}" &
-sampler=$!
-sampled() { [[ -f "$OUT/faults_nodes.csv" && $(wc -l <"$OUT/faults_nodes.csv") -gt 1 ]]; }
-wait_for 10 "the first status samples" sampled || exp_die "the status sampler did not start"
+net_sample "$OUT/faults_nodes.csv" $((total + 120))
 prefix=faults-$(date +%s)
 "$BIN" bench "${BENCH_NODES[@]}" --rate "$rate" --connections 250 --wait confirmed \
     --seconds "$total" --warmup 0 --timeout 60 --samples "$OUT/faults_writes.csv" \
@@ -69,20 +64,11 @@ for i in 3 4 5; do "$NET" restart "$i" >/dev/null && event restart "$i"; done
 # From the end of the load (the bench goes on to collect its last answers), sample on
 # until every node has the same tip again (bounded), so convergence shows.
 at "$total"
-same_tip() {
-    local i tip first=""
-    for ((i = 1; i <= nodes; i++)); do
-        tip=$(net_status "$i" tip)
-        [[ -n $tip ]] || return 1
-        first=${first:-$tip}
-        [[ $tip == "$first" ]] || return 1
-    done
-}
-wait_for 60 "every node to agree on the tip" same_tip && event converged 0
+wait_for 60 "every node to agree on the tip" net_agree "$nodes" "$nodes" && event converged 0
 wait "$bench" || exp_die "kvchain bench failed"
 event end 0
-kill "$sampler" 2>/dev/null || true
-wait "$sampler" 2>/dev/null || true
+kill "$SAMPLER" 2>/dev/null || true
+wait "$SAMPLER" 2>/dev/null || true
 
 # Every write a node confirmed is read back from node 1 and from node 5 (killed and restarted).
 exp_python "$ROOT/scripts/experiments/faults.py" "$OUT" "$TMP/bench.json" "$prefix" \

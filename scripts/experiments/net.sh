@@ -4,6 +4,8 @@
 #
 #   net_up N DIFFICULTY [NODE-ARG...]   starts N nodes, waits until each sees all others
 #   net_down                             stops them and removes their data
+#   net_sample CSV SECONDS               polls every node's /status into CSV (SAMPLER: pid)
+#   net_agree N MIN                      whether nodes 1..N that answer share one tip
 # NET_LOG sets the nodes' --log filter (default warn); NET_SETTLE the seconds given the
 # gossip mesh to form after every node sees the others (default 2).
 # After net_up: NODE_URLS (each node's HTTP base URL), NODE_PIDS, BENCH_NODES (the
@@ -47,4 +49,31 @@ cpu_secs() {
     stat=${stat##*) }
     # Fields 14 and 15 of stat are the 12th and 13th after the state.
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' <<<"$stat"
+}
+
+# Whether file $1 holds a row after its header.
+has_rows() { [[ -f $1 && $(wc -l <"$1") -gt 1 ]]; }
+
+# Starts sample_status.py polling every node's /status into CSV $1 for at most $2
+# seconds, sets SAMPLER to its pid, and waits (bounded) for its first sample. Plain
+# python3: it needs only the standard library, and $! is then its pid.
+net_sample() {
+    python3 "$ROOT/scripts/experiments/sample_status.py" --out "$1" --max-seconds "$2" \
+        "${NODE_URLS[@]}" &
+    # shellcheck disable=SC2034 # for the scripts that source this file
+    SAMPLER=$!
+    wait_for 10 "the first status samples" has_rows "$1" || exp_die "the status sampler did not start"
+}
+
+# Whether every node of 1..$1 that answers has the same tip, and at least $2 answer.
+net_agree() {
+    local i tip first="" up=0
+    for ((i = 1; i <= $1; i++)); do
+        tip=$(net_status "$i" tip)
+        [[ -n $tip ]] || continue
+        up=$((up + 1))
+        first=${first:-$tip}
+        [[ $tip == "$first" ]] || return 1
+    done
+    ((up >= $2))
 }
