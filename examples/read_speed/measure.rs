@@ -320,22 +320,8 @@ fn get_history(agent: &ureq::Agent, base: &str, key: &str) -> Result<usize> {
     let (mut from, mut bytes) = (0usize, 0);
     loop {
         let path = format!("/kvs/{key}/history?from={from}");
-        let mut r = agent
-            .get(format!("{base}{path}"))
-            .call()
-            .with_context(|| format!("GET {path}"))?;
-        ensure!(r.status().is_success(), "GET {path}: {}", r.status());
-        let next = r
-            .headers()
-            .get("x-kvchain-next")
-            .and_then(|h| h.to_str().ok()?.parse::<usize>().ok());
-        bytes += r
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .with_context(|| format!("GET {path}: body"))?
-            .len();
+        let (body, next) = get_page(agent, base, &path)?;
+        bytes += body.len();
         match next {
             Some(next) if next > from => from = next,
             Some(next) => anyhow::bail!("GET {path}: the next page is at {next}"),
@@ -346,18 +332,28 @@ fn get_history(agent: &ureq::Agent, base: &str, key: &str) -> Result<usize> {
 
 /// One GET of `path`, its whole body read; fails on anything but 200.
 fn get_body(agent: &ureq::Agent, base: &str, path: &str) -> Result<Vec<u8>> {
+    get_page(agent, base, path).map(|(body, _)| body)
+}
+
+/// One GET of `path`: its whole body, and its `x-kvchain-next` header if it has one;
+/// fails on anything but 200.
+fn get_page(agent: &ureq::Agent, base: &str, path: &str) -> Result<(Vec<u8>, Option<usize>)> {
     let mut r = agent
         .get(format!("{base}{path}"))
         .call()
         .with_context(|| format!("GET {path}"))?;
     ensure!(r.status().is_success(), "GET {path}: {}", r.status());
+    let next = r
+        .headers()
+        .get("x-kvchain-next")
+        .and_then(|h| h.to_str().ok()?.parse::<usize>().ok());
     let body = r
         .body_mut()
         .with_config()
         .limit(1 << 30)
         .read_to_vec()
         .with_context(|| format!("GET {path}: body"))?;
-    Ok(body)
+    Ok((body, next))
 }
 
 /// Times the node's start-up (from `node.started` to its first answer), then its HTTP
