@@ -1,12 +1,13 @@
 //! Several real nodes in one process over libp2p's memory transport: gossip spreads txs
-//! and blocks, nodes converge on one tip and one index, a late node syncs the whole chain,
-//! and two halves that mined apart converge on the heavier chain without losing a write.
+//! and blocks, nodes converge on one tip and one index, a late node syncs the whole chain
+//! (and mines only once it has caught up), and two halves that mined apart converge on the heavier chain without losing a write.
 
 #[path = "support/swarm_net.rs"]
 mod swarm_net;
 
 use kvchain::chain::Params;
 use kvchain::node::MiningPolicy;
+use std::time::{Duration, Instant};
 use swarm_net::*;
 
 fn params(name: &str, bits: u32) -> Params {
@@ -85,6 +86,41 @@ async fn a_late_node_syncs_the_whole_chain_in_batches() {
         Some(&b"bird"[..])
     );
     assert!(!info(&late).await.syncing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_far_behind_waits_until_it_has_caught_up() {
+    let p = params("net-catch-up", 4);
+    let a = spawn(&p, MiningPolicy::Always, vec![]).await;
+    // Many full sync batches (128 blocks each): the late node is far behind for a while.
+    until("a long chain", || async { info(&a).await.height >= 1_500 }).await;
+    a.handle.set_mining(MiningPolicy::Off).await;
+    let target = info(&a).await.height;
+    let late = spawn(&p, MiningPolicy::Always, vec![a.addr.clone()]).await;
+    // While full batches move its tip, a block on that tip would only be orphaned.
+    let (mut paused_behind, deadline) = (false, Instant::now() + Duration::from_secs(60));
+    loop {
+        let i = info(&late).await;
+        paused_behind |= i.syncing && i.height > 0 && i.height < target && !i.mining_active;
+        if i.height >= target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late node never caught up: {i:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        paused_behind,
+        "the late node mined on a tip it knew to be behind"
+    );
+    // The pause ends with the catch-up: the late node mines on the tip again.
+    until("the late node to mine again", || async {
+        let i = info(&late).await;
+        i.mining_active && i.height > target
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,9 @@ const REBROADCAST: Duration = Duration::from_secs(600);
 const MAX_REBROADCAST: usize = 1024;
 /// Longest an own write waits for others to share its gossip message.
 const GOSSIP_FLUSH: Duration = Duration::from_millis(10);
+/// How long mining pauses after a full sync batch moved our tip (more are coming, and
+/// a block on the tip we have now would only be orphaned); a shorter batch ends it.
+const CATCH_UP_PAUSE: Duration = Duration::from_secs(5);
 
 /// An own write being followed until it is confirmed.
 pub(super) struct Tracked {
@@ -70,6 +73,11 @@ pub(super) struct NodeTask {
     hashrate: u64,
     /// New txs arrived since the miner's template was made.
     work_stale: bool,
+    /// A sync batch is being taken: the template is rebuilt once at its end, not at
+    /// every block of it.
+    in_batch: bool,
+    /// Until when mining pauses while catching up (see [`CATCH_UP_PAUSE`]).
+    catching_up: Option<Instant>,
     net: Option<NetClient>,
     sync: BlockSync,
     /// Our tip moved since peers last told us theirs.
@@ -119,6 +127,8 @@ impl NodeTask {
             mining_active: false,
             hashrate: 0,
             work_stale: false,
+            in_batch: false,
+            catching_up: None,
             net,
             sync: BlockSync::default(),
             statuses_stale: false,
@@ -424,7 +434,11 @@ impl NodeTask {
         let _ = self.tips.send(Arc::new(change.clone()));
         self.done_gate.ask(self.chain.log_generation());
         self.update_receipts();
-        self.refresh_work();
+        if self.in_batch {
+            self.work_stale = true;
+        } else {
+            self.refresh_work();
+        }
         self.statuses_stale = self.net.is_some();
         self.attack_step(Some(change));
     }
@@ -445,19 +459,24 @@ impl NodeTask {
             self.miner.set_work(Some(template));
             return;
         }
-        let active = match self.mining {
-            MiningPolicy::Off => false,
-            MiningPolicy::Always => true,
-            // Mine while writes wait, and while a peer holds a different tip of equal
-            // work: without a next block such a split would last forever.
-            MiningPolicy::Auto => {
-                !self.chain.mempool().is_empty()
-                    || !self.receipts.is_empty()
-                    || self.with_ours(|ours| self.sync.tied_with(ours))
-            }
-        };
+        // Far behind (a full sync batch just moved our tip): a block on this tip would
+        // only be orphaned. The pause needs delivered work to start, so a peer that only
+        // claims work cannot hold our miner back; look again once it is over.
+        let catching_up = self.catching_up.is_some_and(|until| until > Instant::now());
+        let active = !catching_up
+            && match self.mining {
+                MiningPolicy::Off => false,
+                MiningPolicy::Always => true,
+                // Mine while writes wait, and while a peer holds a different tip of equal
+                // work: without a next block such a split would last forever.
+                MiningPolicy::Auto => {
+                    !self.chain.mempool().is_empty()
+                        || !self.receipts.is_empty()
+                        || self.with_ours(|ours| self.sync.tied_with(ours))
+                }
+            };
         self.mining_active = active;
-        self.work_stale = false;
+        self.work_stale = catching_up;
         self.miner.set_work(active.then(|| self.chain.template()));
     }
 }

@@ -8,13 +8,14 @@
 //! never for a block ahead of our clock, an unknown parent, a tx that became a replay, a
 //! full mempool or our own disk errors.
 
-use super::NodeTask;
+use super::{NodeTask, CATCH_UP_PAUSE};
 use crate::chain::side::Admission;
 use crate::chain::{Block, BlockError, BlockHash};
 use crate::net::protocol::{MAX_LOCATOR, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES};
 use crate::net::{ChainStatus, NetCommand, NetEvent, Offence, SyncRequest, SyncResponse, Verdict};
 use crate::node::sync::{Action, Ours};
 use libp2p::PeerId;
+use std::time::Instant;
 
 impl NodeTask {
     /// Hands a command to the network without waiting; drops it (with a warning) when the
@@ -229,31 +230,22 @@ impl NodeTask {
             true => Admission::Any,
             false => Admission::Gossip,
         };
-        for block in blocks {
-            match self.process_block_as(block, admission) {
-                Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
-                Err(BlockError::UnknownParent { .. }) => {
-                    // The batch starts after a hash we sent, so the peer did right; we
-                    // dropped that block since (a side branch pruned while the tip
-                    // moved). Start again from our canonical chain.
-                    tracing::debug!(%peer, "a synced batch starts after a block we no longer hold");
-                    let fetch = self.sync.fetch(peer, self.locator());
-                    return self.act(fetch);
-                }
-                Err(e) if e.sender_at_fault() => {
-                    return self.act([Action::Charge {
-                        peer,
-                        offence: Offence::Invalid,
-                        reason: format!("invalid block in sync: {e}"),
-                    }]);
-                }
-                // Ahead of our clock, or our disk failed: not the peer's doing. The rest
-                // of the batch builds on this block, so stop here and ask again later.
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "could not take a synced block");
-                    return;
-                }
-            }
+        let tip_before = self.chain.tip().hash;
+        self.in_batch = true;
+        let taken = self.take_batch(peer, blocks, admission);
+        self.in_batch = false;
+        // A full batch that moved our tip: more are coming, so mining waits for them.
+        let moved = self.chain.tip().hash != tip_before;
+        if count == MAX_SYNC_BLOCKS as usize && moved {
+            self.catching_up = Some(Instant::now() + CATCH_UP_PAUSE);
+        } else if moved {
+            self.catching_up = None;
+        }
+        if self.work_stale || moved {
+            self.refresh_work();
+        }
+        if !taken {
+            return;
         }
         tracing::info!(%peer, blocks = count, height = self.chain.height(), "synced blocks");
         // More may follow: continue from the last block received (it may be on a branch
@@ -266,6 +258,41 @@ impl NodeTask {
             let fetch = self.sync.fetch(peer, locator);
             self.act(fetch);
         }
+    }
+
+    /// Takes the blocks of a sync batch in order; whether all were taken (when one is
+    /// not, the peer is charged or asked again as the error says, and the rest, which
+    /// builds on it, is dropped).
+    fn take_batch(&mut self, peer: PeerId, blocks: Vec<Block>, admission: Admission) -> bool {
+        for block in blocks {
+            match self.process_block_as(block, admission) {
+                Ok(_) | Err(BlockError::AlreadyKnown(_)) => {}
+                Err(BlockError::UnknownParent { .. }) => {
+                    // The batch starts after a hash we sent, so the peer did right; we
+                    // dropped that block since (a side branch pruned while the tip
+                    // moved). Start again from our canonical chain.
+                    tracing::debug!(%peer, "a synced batch starts after a block we no longer hold");
+                    let fetch = self.sync.fetch(peer, self.locator());
+                    self.act(fetch);
+                    return false;
+                }
+                Err(e) if e.sender_at_fault() => {
+                    self.act([Action::Charge {
+                        peer,
+                        offence: Offence::Invalid,
+                        reason: format!("invalid block in sync: {e}"),
+                    }]);
+                    return false;
+                }
+                // Ahead of our clock, or our disk failed: not the peer's doing. The rest
+                // of the batch builds on this block, so stop here and ask again later.
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not take a synced block");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Hashes of the canonical chain, newest first: the last ten, then exponentially
