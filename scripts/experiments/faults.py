@@ -171,6 +171,8 @@ def main():
         share = lambda a, b: f"{100 * len(a) / len(b):.1f}%" if b else "-"
         print(f"after {name:<16} {len(due):>7} {share(ok, due):>9} {share(live_ok, live_due):>13} "
               f"{pct([w['latency_ms'] for w in ok], 0.5):>8} {pct([w['latency_ms'] for w in ok], 0.99):>8}")
+    for line in catch_ups(samples, events):
+        print(line)
     restarts = [e["t_unix"] for e in events if e["event"] == "restart"]
     conv = [e["t_unix"] for e in events if e["event"] == "converged"]
     if restarts and conv:
@@ -181,6 +183,26 @@ def main():
     for url, lost, checked in read_back(urls, prefix, writes):
         print(f"read back at {url}: {checked - lost} of {checked} confirmed writes present, {lost} missing")
     plot(rows, events, t0, f"{out}/faults.png", out)
+
+
+def catch_ups(samples, events):
+    """For each restarted node: how far behind it came back, and how long it took to reach
+    the height the network had when it came back (the network keeps moving meanwhile, so
+    "the same tip" alone says little under load)."""
+    lines = []
+    for e in (e for e in events if e["event"] == "restart"):
+        node, at = int(e["node"]), e["t_unix"]
+        others = [s["height"] for s in samples
+                  if int(s["node"]) != node and s["alive"] and at - 0.5 <= s["t_unix"] <= at]
+        before = [s for s in samples if int(s["node"]) == node and s["alive"] and s["t_unix"] < at]
+        after = [s for s in samples if int(s["node"]) == node and s["alive"] and s["t_unix"] >= at]
+        if not others or not before:
+            continue
+        target, had = max(others), before[-1]["height"]
+        done = next((s["t_unix"] for s in after if s["height"] >= target), None)
+        took = f"caught up in {done - at:.1f} s" if done else "did NOT catch up within the run"
+        lines.append(f"node {node} came back {int(target - had)} blocks behind: {took}")
+    return lines
 
 
 def replot(out):
