@@ -130,15 +130,12 @@ fn s2_kill_right_after_202_and_find_the_write_everywhere() {
     // Every 202 write must reach every node, not only the one that acknowledged it.
     for (key, value) in &acked {
         for n in 0..c.len() {
-            let path = format!("/kvs/{}/history", key_path(key));
             let seen = poll_until(Duration::from_secs(60), || {
-                let a = eps
-                    .request(n, "GET", &path, b"", Duration::from_secs(10))
-                    .map_err(|e| format!("{e:?}"))?;
-                a.body
-                    .contains(&format!("\"value\":\"{value}\""))
+                let rows = checker::history(&eps, n, key)?;
+                rows.iter()
+                    .any(|r| r.value.as_deref() == Some(value.as_str()))
                     .then_some(())
-                    .ok_or(a.body)
+                    .ok_or(format!("{} versions, not this one", rows.len()))
             });
             assert!(
                 seen.is_ok(),

@@ -182,21 +182,7 @@ fn view(eps: &Endpoints, i: usize, keys: &BTreeSet<String>) -> Result<NodeView, 
         keys: BTreeMap::new(),
     };
     for key in keys {
-        let path = format!("/kvs/{}/history", key_path(key));
-        let a = eps
-            .request(i, "GET", &path, b"", Duration::from_secs(10))
-            .map_err(|e| format!("node {i}: {e:?}"))?;
-        let rows: Vec<Row> = a
-            .json()
-            .as_array()
-            .ok_or_else(|| format!("node {i}: history of {key}: {} {}", a.status, a.body))?
-            .iter()
-            .map(|r| Row {
-                value: r["value"].as_str().map(str::to_string),
-                tx: r["tx"].as_str().unwrap_or_default().to_string(),
-                height: r["height"].as_u64().unwrap_or(0),
-            })
-            .collect();
+        let rows = history(eps, i, key)?;
         if !rows.is_empty() {
             view.keys.insert(key.clone(), rows);
         }
@@ -205,6 +191,44 @@ fn view(eps: &Endpoints, i: usize, keys: &BTreeSet<String>) -> Result<NodeView, 
         return Err(format!("node {i} moved while being read"));
     }
     Ok(view)
+}
+
+/// Most pages of one key's history read before giving up (a node that keeps naming a
+/// next page would otherwise hold the checker forever).
+const MAX_PAGES: usize = 10_000;
+
+/// Every version of `key` on node `i`, page after page (`/history` answers a page at a
+/// time and names the next one in `x-kvchain-next`).
+pub fn history(eps: &Endpoints, i: usize, key: &str) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let mut from = 0usize;
+    for _ in 0..MAX_PAGES {
+        let path = format!("/kvs/{}/history?from={from}", key_path(key));
+        let a = eps
+            .request(i, "GET", &path, b"", Duration::from_secs(10))
+            .map_err(|e| format!("node {i}: {e:?}"))?;
+        let page = a.json();
+        let page = page
+            .as_array()
+            .ok_or_else(|| format!("node {i}: history of {key}: {} {}", a.status, a.body))?;
+        rows.extend(page.iter().map(|r| Row {
+            value: r["value"].as_str().map(str::to_string),
+            tx: r["tx"].as_str().unwrap_or_default().to_string(),
+            height: r["height"].as_u64().unwrap_or(0),
+        }));
+        match a.header("x-kvchain-next").map(str::parse::<usize>) {
+            None => return Ok(rows),
+            Some(Ok(next)) if next > from => from = next,
+            Some(next) => {
+                return Err(format!(
+                    "node {i}: history of {key}: next page {next:?} after {from}"
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "node {i}: history of {key}: over {MAX_PAGES} pages"
+    ))
 }
 
 /// Waits up to `limit` until every node shows one tip and digest and an empty mempool,

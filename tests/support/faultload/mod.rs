@@ -100,16 +100,26 @@ pub enum NetError {
     Broken(String),
 }
 
-/// An HTTP answer: status code and body.
+/// An HTTP answer: status code, headers and body.
 #[derive(Clone, Debug)]
 pub struct Answer {
     /// Status code.
     pub status: u16,
+    /// Header lines as (name, value), in order.
+    pub headers: Vec<(String, String)>,
     /// Body, as text.
     pub body: String,
 }
 
 impl Answer {
+    /// A header's value (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON (`Null` when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
@@ -165,11 +175,18 @@ fn parse_answer(bytes: &[u8]) -> Option<Answer> {
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&bytes[..end]);
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    let len = head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            Some((n.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
     let body = &bytes[end + 4..];
     // A body shorter than announced was cut by a dying server: no answer at all.
     if len.is_some_and(|l| body.len() < l) {
@@ -178,6 +195,7 @@ fn parse_answer(bytes: &[u8]) -> Option<Answer> {
     let body = &body[..len.unwrap_or(body.len()).min(body.len())];
     Some(Answer {
         status,
+        headers,
         body: String::from_utf8_lossy(body).into_owned(),
     })
 }
