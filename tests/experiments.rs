@@ -68,7 +68,12 @@ fn smoke(name: &str, files: &[&str]) {
     for file in files {
         check_file(&out.path().join(file));
     }
-    check_file(&out.path().join("meta.txt"));
+    // exp_done, the script's last step, records how long the run took.
+    let meta = std::fs::read_to_string(out.path().join("meta.txt")).unwrap_or_default();
+    assert!(
+        meta.lines().any(|l| l.starts_with("took: ")),
+        "{name}.sh did not reach its end (no 'took:' in meta.txt):\n{meta}"
+    );
 }
 
 fn check_file(path: &Path) {

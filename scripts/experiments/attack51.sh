@@ -150,3 +150,4 @@ for q in "${QS[@]}"; do
 done
 
 exp_python "$ROOT/scripts/experiments/attack51_plot.py" "$OUT" | tee "$OUT/summary.txt"
+exp_done

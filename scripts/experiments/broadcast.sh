@@ -112,3 +112,4 @@ py plot "$csv" "$OUT/broadcast.png"
     py table "$csv"
 } | tee "$OUT/summary.txt"
 exp_log "wrote $csv, $OUT/broadcast.png and $OUT/meta.txt"
+exp_done

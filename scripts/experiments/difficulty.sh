@@ -79,3 +79,4 @@ done
 
 exp_python "$ROOT/scripts/experiments/difficulty.py" "$raw" "$OUT" | tee "$OUT/summary.txt"
 exp_log "wrote $OUT/difficulty.csv and $OUT/difficulty.png"
+exp_done

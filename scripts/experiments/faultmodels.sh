@@ -127,3 +127,4 @@ for s in "${scenarios[@]}"; do run "$s"; done
 exp_python "$ROOT/scripts/experiments/faultmodels.py" report "$OUT" "${scenarios[@]}" |
     tee "$OUT/summary.txt"
 exp_log "wrote $OUT/faultmodels.csv and $OUT/faultmodels.png"
+exp_done

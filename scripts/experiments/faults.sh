@@ -74,3 +74,4 @@ wait "$SAMPLER" 2>/dev/null || true
 exp_python "$ROOT/scripts/experiments/faults.py" "$OUT" "$TMP/bench.json" "$prefix" \
     "${NODE_URLS[0]}" "${NODE_URLS[4]}" | tee "$OUT/summary.txt"
 exp_log "wrote $OUT/faults.csv and $OUT/faults.png"
+exp_done

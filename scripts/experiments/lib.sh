@@ -5,6 +5,7 @@
 #   exp_init "$@"      parses the common flags, builds the release binary, writes meta.txt
 #   exp_python ARGS    runs Python 3 with matplotlib (a venv the first call creates)
 #   exp_log MESSAGE    a progress line on stderr
+#   exp_done           the last call: adds how long the run took to meta.txt
 #
 # Common flags of every experiment script:
 #   --quick        a shorter run (under 3 minutes) with fewer points
@@ -65,6 +66,15 @@ exp_init() {
         echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
     } >"$OUT/meta.txt"
     exp_log "mode $MODE, writing to $OUT"
+    EXP_STARTED=$SECONDS
+}
+
+# Appends the run's wall time (after the build) to meta.txt: the evidence that a mode
+# keeps within its time budget (full 15 minutes, --quick 3, --smoke 1).
+exp_done() {
+    local took=$((SECONDS - ${EXP_STARTED:-0}))
+    echo "took: ${took} s (after the build)" >>"$OUT/meta.txt"
+    exp_log "took ${took} s"
 }
 
 # Runs python3 with matplotlib, from a venv under target/ that the first call creates

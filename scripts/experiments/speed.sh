@@ -124,3 +124,4 @@ for per_block in "${per_blocks[@]}"; do read_chain length "$len_keys" "$per_bloc
 
 exp_python "$ROOT/scripts/experiments/speed_plot.py" plot "$OUT" "$TMP" | tee "$OUT/summary.txt"
 exp_log "done: $OUT/speed.png, $reads_csv, $writes_csv, $startup_csv"
+exp_done
