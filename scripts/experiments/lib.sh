@@ -25,6 +25,7 @@ exp_die() { exp_log "error: $*"; exit 2; }
 # Parses --quick, --smoke and --out DIR (anything else is an error), builds the release
 # binary, creates OUT and writes OUT/meta.txt: when, where and how the data was made.
 exp_init() {
+    local args="$*"
     MODE=full
     OUT=
     while (($#)); do
@@ -60,7 +61,7 @@ exp_init() {
     [[ -x $BIN ]] || exp_die "no kvchain binary at $BIN"
     {
         echo "experiment: $EXP ($MODE)"
-        echo "command: scripts/experiments/$(basename "$0") $*"
+        echo "command: scripts/experiments/$(basename "$0")${args:+ $args}"
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
         echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
         echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
