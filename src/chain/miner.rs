@@ -4,6 +4,11 @@
 //! counter between chunks; [`Miner::set_work`] bumps the counter, so a tip or template
 //! change stops the old search within one chunk (a fraction of a millisecond).
 //!
+//! Miner threads run at a lower CPU priority than the rest of the node (nice 10 by
+//! default, `kvchain node --miner-nice`): when the machine is busy, the node validates,
+//! gossips and answers its API first and mines with what is left, as Bitcoin Core's
+//! built-in miner did; on an idle machine the priority changes nothing.
+//!
 //! A miner may be capped to a hashrate (`kvchain node --max-hashrate`, for experiments
 //! that give nodes chosen shares of the hashrate on one machine): its threads then share
 //! one token bucket ([`pace`]) and search shorter chunks.
@@ -42,6 +47,32 @@ struct Shared {
     cap: Option<(NonZeroU64, Mutex<Pace>, Instant)>,
 }
 
+/// How a miner runs: its threads, an optional hashrate cap and their CPU priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinerOptions {
+    /// Mining threads (one at least runs).
+    pub threads: usize,
+    /// Most nonces a second all threads together try (`None`: as fast as they can).
+    pub cap: Option<NonZeroU64>,
+    /// The threads' nice value, 0 (normal) to 19 (lowest); Linux only.
+    pub nice: u8,
+}
+
+impl MinerOptions {
+    /// The default nice value of mining threads: they get about a tenth of a normal
+    /// thread's share of a busy CPU, and all of an idle one.
+    pub const NICE: u8 = 10;
+
+    /// `threads` threads, uncapped, at normal priority.
+    pub fn threads(threads: usize) -> MinerOptions {
+        MinerOptions {
+            threads,
+            cap: None,
+            nice: 0,
+        }
+    }
+}
+
 /// A running miner. Found blocks go to the callback given to [`Miner::start`].
 pub struct Miner {
     shared: Arc<Shared>,
@@ -55,18 +86,18 @@ impl std::fmt::Debug for Miner {
 }
 
 impl Miner {
-    /// Starts `threads` idle mining threads; `found` receives each solved block.
+    /// Starts `threads` idle mining threads at normal priority; `found` receives each
+    /// solved block.
     pub fn start(threads: usize, found: impl Fn(Block) + Send + Sync + 'static) -> Miner {
-        Miner::start_capped(threads, None, found)
+        Miner::start_with(MinerOptions::threads(threads), found)
     }
 
-    /// Like [`Miner::start`], with all threads together trying at most `cap` nonces a
-    /// second (`None`: as fast as they can).
-    pub fn start_capped(
-        threads: usize,
-        cap: Option<NonZeroU64>,
+    /// Like [`Miner::start`], with the threads, cap and priority of `options`.
+    pub fn start_with(
+        options: MinerOptions,
         found: impl Fn(Block) + Send + Sync + 'static,
     ) -> Miner {
+        let MinerOptions { threads, cap, nice } = options;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -82,7 +113,10 @@ impl Miner {
                 let found = found.clone();
                 std::thread::Builder::new()
                     .name(format!("miner-{t}"))
-                    .spawn(move || run(&shared, t * (u64::MAX / n), &*found))
+                    .spawn(move || {
+                        lower_priority(nice);
+                        run(&shared, t * (u64::MAX / n), &*found)
+                    })
             })
             .filter_map(|r| match r {
                 Ok(h) => Some(h),
@@ -126,6 +160,27 @@ impl Drop for Miner {
         self.shared.wake.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+    }
+}
+
+/// Sets the calling thread's nice value to `nice` (this thread alone; 0 leaves it as it
+/// is). A failure only costs the node some of its CPU to its miner, so it is logged.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let nice = libc::c_int::from(nice.min(19));
+        // SAFETY: two system calls on the calling thread that take and return plain
+        // integers; no memory is shared with the kernel.
+        let failed = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0
+        };
+        if failed {
+            tracing::debug!(nice, "could not lower a miner thread's priority");
         }
     }
 }
@@ -228,7 +283,12 @@ mod tests {
         let mut chain = Chain::new(Params::new("miner-test", 8).unwrap());
         let (tx, rx) = mpsc::channel();
         let cap = NonZeroU64::new(1_000_000);
-        let miner = Miner::start_capped(2, cap, move |b| {
+        let options = MinerOptions {
+            threads: 2,
+            cap,
+            nice: 0,
+        };
+        let miner = Miner::start_with(options, move |b| {
             let _ = tx.send(b);
         });
         for _ in 0..2 {
@@ -242,5 +302,48 @@ mod tests {
         miner.set_work(None);
         // Hashes are counted in chunks of 5 ms at the cap.
         assert_eq!(miner.hashes() % pace::chunk_for(cap, CHUNK), 0);
+    }
+
+    /// The nice values of this process's threads named `miner-*`.
+    #[cfg(target_os = "linux")]
+    fn miner_nice_values() -> Vec<i64> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ...: the fields after the comm start at field 3; nice is 19.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if head.contains("(miner-") {
+                if let Some(nice) = rest.split_whitespace().nth(16) {
+                    out.push(nice.parse().unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn miner_threads_run_at_the_nice_value_asked_for() {
+        // 7: no other test starts a miner at this priority.
+        let options = MinerOptions {
+            threads: 2,
+            cap: None,
+            nice: 7,
+        };
+        let miner = Miner::start_with(options, |_| {});
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let count = || miner_nice_values().iter().filter(|&&n| n == 7).count();
+        while count() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            count(),
+            2,
+            "nice values of miner threads: {:?}",
+            miner_nice_values()
+        );
+        drop(miner);
     }
 }
