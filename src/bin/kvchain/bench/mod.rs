@@ -12,10 +12,9 @@ mod stats;
 
 use anyhow::{bail, Context, Result};
 use conn::{Conn, Target};
-use hyper::body::Bytes;
-use hyper::Method;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stats::{Blocks, Latency, Outcome, Sample};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How writes are offered.
@@ -105,6 +104,9 @@ pub struct Report {
     puts_per_sec: f64,
     latency_ms: Latency,
     blocks: Blocks,
+    /// The CPU the load generator itself used while offering, in % of one core: it runs
+    /// on the machine it measures, and what it uses the nodes do not get.
+    client_cpu_pct: Option<f64>,
 }
 
 /// Runs the load and prints the report (one JSON line with `json`).
@@ -124,7 +126,11 @@ pub async fn run(opts: Options, json: bool) -> Result<()> {
     let start_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
+    let (cpu_before, offered) = (cpu_seconds(), Instant::now());
     let samples = offer(&opts, &targets).await;
+    let client_cpu_pct = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / offered.elapsed().as_secs_f64() * 100.0);
     if let Some(path) = &opts.samples {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
@@ -161,6 +167,7 @@ pub async fn run(opts: Options, json: bool) -> Result<()> {
         puts_per_sec: in_window as f64 / window,
         latency_ms: latency,
         blocks,
+        client_cpu_pct,
     };
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -208,6 +215,24 @@ fn print(r: &Report, opts: &Options) {
         b.max_txs,
         b.interval
     );
+    if let Some(cpu) = r.client_cpu_pct {
+        println!("load generator cpu: {cpu:.0}% of one core");
+    }
+}
+
+/// The CPU time (user and system) this process has used, in seconds.
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the rusage it is given a valid pointer to, and touches
+    // nothing else; on failure it returns -1 and the value is not read.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so it wrote the whole struct (and zeroed is valid too).
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
 /// The node's canonical height.
@@ -239,7 +264,7 @@ async fn offer(opts: &Options, targets: &[Target]) -> Vec<Sample> {
         Load::Rate { connections, .. } => connections,
     };
     let start = Instant::now();
-    let value = Bytes::from(vec![b'v'; opts.value_size]);
+    let value: Arc<[u8]> = vec![b'v'; opts.value_size].into();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
         let worker = Worker {
@@ -263,6 +288,12 @@ async fn offer(opts: &Options, targets: &[Target]) -> Vec<Sample> {
     samples
 }
 
+/// The part of a write's answer the load generator reads.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    status: &'a str,
+}
+
 /// One connection's share of the load.
 struct Worker {
     node: usize,
@@ -270,7 +301,7 @@ struct Worker {
     of: usize,
     target: Target,
     opts: Options,
-    value: Bytes,
+    value: Arc<[u8]>,
     start: Instant,
 }
 
@@ -315,19 +346,18 @@ impl Worker {
     async fn write(&self, conn: &mut Option<Conn>, path: &str) -> Outcome {
         let limit = self.opts.timeout + Duration::from_secs(10);
         let attempt = async {
-            if conn.is_none() {
+            if conn.as_ref().is_none_or(Conn::closing) {
                 *conn = Some(Conn::open(&self.target, self.opts.token.clone()).await?);
             }
             let c = conn.as_mut().context("no connection")?;
-            c.call(Method::PUT, path, self.value.clone()).await
+            c.call("PUT", path, &self.value).await
         };
         match tokio::time::timeout(limit, attempt).await {
-            Ok(Ok((status, body))) if status.is_success() => {
-                let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                match answer["status"].as_str() {
-                    Some("confirmed") => Outcome::Confirmed,
-                    Some("included") => Outcome::Included,
-                    Some("pending") => Outcome::Pending,
+            Ok(Ok((status, body))) if (200..300).contains(&status) => {
+                match serde_json::from_slice::<Answer>(&body).map(|a| a.status) {
+                    Ok("confirmed") => Outcome::Confirmed,
+                    Ok("included") => Outcome::Included,
+                    Ok("pending") => Outcome::Pending,
                     _ => Outcome::Refused,
                 }
             }
