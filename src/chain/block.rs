@@ -126,15 +126,11 @@ impl Block {
     }
 }
 
-/// The Merkle leaf of a tx: it commits to the tx id (author, operation, nonce, timestamp)
-/// and to the signature bytes. A tx id cannot cover its own signature, so a root over ids
-/// alone would let anyone swap a signature without changing the block hash; with the
-/// signature in the leaf, the block hash commits to every byte that validation reads.
+/// The Merkle leaf of a tx (computed once, when the tx is made or decoded): the hash of
+/// its id and signature bytes, so that the block hash commits to every byte validation
+/// reads.
 pub fn tx_leaf(tx: &Tx) -> Hash {
-    let mut b = [0u8; 1 + 32 + 64];
-    b[1..33].copy_from_slice(&tx.id().0);
-    b[33..].copy_from_slice(&tx.signature().0);
-    Hash::digest(&b)
+    tx.leaf()
 }
 
 /// Merkle root of a tx list: [`tx_leaf`]s, domain-separated nodes (RFC 6962 style) and an

@@ -1,8 +1,10 @@
 //! Transactions: signed writes (`Put`, `Delete`) with their id and stateless checks.
 
-use super::crypto::{self, AuthorKey, Keypair, Signature, TxId};
+use super::crypto::{self, AuthorKey, Hash, Keypair, Signature, TxId};
 use super::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use super::sigcache::SigCache;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Domain separator at the start of every tx's signed bytes.
 const TX_DOMAIN: &[u8] = b"kvchain/tx/v1\0";
@@ -79,10 +81,17 @@ pub fn check_op(op: &Op) -> Result<(), TxError> {
     Ok(())
 }
 
-/// A signed write. Its id is computed once, when it is made or decoded.
+/// A signed write. Its id and Merkle leaf are computed once, when it is made or decoded.
+/// The fields sit behind an `Arc`: a tx is copied into the mempool, every template, every
+/// block and gossip message that carries it, and a copy is a reference count, not the key
+/// and value again.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "TxWire")]
-pub struct Tx {
+pub struct Tx(Arc<TxBody>);
+
+/// What a [`Tx`] holds.
+#[derive(Debug, PartialEq, Eq)]
+struct TxBody {
     author: AuthorKey,
     op: Op,
     nonce: u64,
@@ -90,6 +99,35 @@ pub struct Tx {
     sig: Signature,
     id: TxId,
     size: usize,
+    leaf: Hash,
+}
+
+impl TxBody {
+    /// The body of a tx with these fields, whose signed bytes are `signed_len` long and
+    /// hash to `id`.
+    fn new(w: TxWire, id: TxId, signed_len: usize) -> TxBody {
+        TxBody {
+            leaf: leaf_of(&id, &w.sig),
+            size: signed_len + 64,
+            id,
+            author: w.author,
+            op: w.op,
+            nonce: w.nonce,
+            timestamp: w.timestamp,
+            sig: w.sig,
+        }
+    }
+}
+
+/// The Merkle leaf of a tx: it commits to the tx id (author, operation, nonce, timestamp)
+/// and to the signature bytes. A tx id cannot cover its own signature, so a root over ids
+/// alone would let anyone swap a signature without changing the block hash; with the
+/// signature in the leaf, the block hash commits to every byte that validation reads.
+fn leaf_of(id: &TxId, sig: &Signature) -> Hash {
+    let mut b = [0u8; 1 + 32 + 64];
+    b[1..33].copy_from_slice(&id.0);
+    b[33..].copy_from_slice(&sig.0);
+    Hash::digest(&b)
 }
 
 /// A transaction as it travels: everything but the derived id.
@@ -113,12 +151,13 @@ struct TxWireRef<'a> {
 
 impl Serialize for Tx {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = &*self.0;
         TxWireRef {
-            author: &self.author,
-            op: &self.op,
-            nonce: self.nonce,
-            timestamp: self.timestamp,
-            sig: &self.sig,
+            author: &t.author,
+            op: &t.op,
+            nonce: t.nonce,
+            timestamp: t.timestamp,
+            sig: &t.sig,
         }
         .serialize(s)
     }
@@ -129,15 +168,8 @@ impl TryFrom<TxWire> for Tx {
     fn try_from(w: TxWire) -> Result<Tx, TxError> {
         check_op(&w.op)?;
         let bytes = signed_bytes(&w.author, &w.op, w.nonce, w.timestamp);
-        Ok(Tx {
-            id: TxId::digest(&bytes),
-            size: bytes.len() + 64,
-            author: w.author,
-            op: w.op,
-            nonce: w.nonce,
-            timestamp: w.timestamp,
-            sig: w.sig,
-        })
+        let id = TxId::digest(&bytes);
+        Ok(Tx(Arc::new(TxBody::new(w, id, bytes.len()))))
     }
 }
 
@@ -169,55 +201,54 @@ impl Tx {
         let author = keypair.public();
         let bytes = signed_bytes(&author, &op, nonce, timestamp);
         let id = TxId::digest(&bytes);
-        Ok(Tx {
+        let wire = TxWire {
             sig: keypair.sign(&id.0),
-            size: bytes.len() + 64,
-            id,
             author,
             op,
             nonce,
             timestamp,
-        })
+        };
+        Ok(Tx(Arc::new(TxBody::new(wire, id, bytes.len()))))
     }
 
     /// The tx id.
     pub fn id(&self) -> TxId {
-        self.id
+        self.0.id
     }
 
     /// The author's public key.
     pub fn author(&self) -> AuthorKey {
-        self.author
+        self.0.author
     }
 
     /// The operation.
     pub fn op(&self) -> &Op {
-        &self.op
+        &self.0.op
     }
 
     /// The client nonce.
     pub fn nonce(&self) -> u64 {
-        self.nonce
+        self.0.nonce
     }
 
     /// The author's timestamp, in milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> u64 {
-        self.timestamp
+        self.0.timestamp
     }
 
     /// The signature over the tx id.
     pub fn signature(&self) -> Signature {
-        self.sig
+        self.0.sig
     }
 
     /// Bytes this tx counts for in a block: its signed bytes plus the signature.
     pub fn size(&self) -> usize {
-        self.size
+        self.0.size
     }
 
     /// Checks the signature (the costly part of validation).
     pub fn verify_signature(&self) -> Result<(), TxError> {
-        if crypto::verify(&self.author, &self.id.0, &self.sig) {
+        if crypto::verify(&self.0.author, &self.0.id.0, &self.0.sig) {
             Ok(())
         } else {
             Err(TxError::BadSignature)
@@ -226,10 +257,18 @@ impl Tx {
 
     /// A copy with another signature, for tests of hostile input.
     pub fn with_signature(&self, sig: Signature) -> Tx {
-        Tx {
+        let t = &*self.0;
+        Tx(Arc::new(TxBody {
             sig,
-            ..self.clone()
-        }
+            leaf: leaf_of(&t.id, &sig),
+            op: t.op.clone(),
+            ..*t
+        }))
+    }
+
+    /// The tx's Merkle leaf (see [`crate::chain::block::merkle_root`]).
+    pub fn leaf(&self) -> Hash {
+        self.0.leaf
     }
 }
 
@@ -249,6 +288,15 @@ impl VerifiedTx {
         Tx::new(keypair, op, nonce, timestamp).map(VerifiedTx)
     }
 
+    /// `tx`, if `cache` holds its very signature as checked before; else `tx` back.
+    pub fn checked_before(tx: Tx, cache: &SigCache) -> Result<VerifiedTx, Tx> {
+        if cache.contains(&tx.id(), &tx.signature()) {
+            Ok(VerifiedTx(tx))
+        } else {
+            Err(tx)
+        }
+    }
+
     /// Checks `tx`'s signature.
     pub fn check(tx: Tx) -> Result<VerifiedTx, TxError> {
         tx.verify_signature()?;
@@ -258,7 +306,7 @@ impl VerifiedTx {
     /// Checks the signatures of `txs` together (batch verification: about twice as fast
     /// as one by one); on failure, the position of the first bad one.
     pub fn check_all(txs: Vec<Tx>) -> Result<Vec<VerifiedTx>, usize> {
-        let items: Vec<_> = txs.iter().map(|t| (t.author, t.id, t.sig)).collect();
+        let items: Vec<_> = txs.iter().map(|t| (t.0.author, t.0.id, t.0.sig)).collect();
         crypto::verify_batch(&items)?;
         Ok(txs.into_iter().map(VerifiedTx).collect())
     }
@@ -293,7 +341,33 @@ mod tests {
         let back: Tx = codec::decode(&codec::encode(&tx), 1 << 20).unwrap();
         assert_eq!(back, tx);
         assert_eq!(back.id(), tx.id());
+        assert_eq!(back.leaf(), tx.leaf());
         assert!(back.verify_signature().is_ok());
+    }
+
+    #[test]
+    fn leaf_is_the_hash_of_a_zero_byte_the_id_and_the_signature() {
+        // The block format: a change here changes every Merkle root.
+        let tx = Tx::new(&Keypair::from_seed([3; 32]), put("a", b"1"), 7, 1000).unwrap();
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&tx.id().0);
+        bytes.extend_from_slice(&tx.signature().0);
+        assert_eq!(tx.leaf(), Hash::digest(&bytes));
+    }
+
+    #[test]
+    fn only_the_very_signature_checked_before_skips_the_check() {
+        let kp = Keypair::generate();
+        let tx = Tx::new(&kp, put("a", b"1"), 7, 1000).unwrap();
+        let mut cache = SigCache::new(8);
+        assert!(VerifiedTx::checked_before(tx.clone(), &cache).is_err());
+        cache.insert(tx.id(), tx.signature());
+        let checked = VerifiedTx::checked_before(tx.clone(), &cache).map(VerifiedTx::into_tx);
+        assert_eq!(checked, Ok(tx.clone()));
+        // Same id, another signature: not what was checked.
+        let mut sig = tx.signature();
+        sig.0[0] ^= 1;
+        assert!(VerifiedTx::checked_before(tx.with_signature(sig), &cache).is_err());
     }
 
     #[test]
@@ -301,10 +375,7 @@ mod tests {
         let kp = Keypair::generate();
         let tx = Tx::new(&kp, put("a", b"1"), 7, 1000).unwrap();
         let other = Tx::new(&kp, put("a", b"2"), 7, 1000).unwrap();
-        let forged = Tx {
-            sig: tx.sig,
-            ..other
-        };
+        let forged = other.with_signature(tx.signature());
         assert_ne!(forged.id(), tx.id());
         assert_eq!(forged.verify_signature(), Err(TxError::BadSignature));
         assert_eq!(
