@@ -9,12 +9,13 @@ mod hostile_peer;
 #[path = "support/swarm_net.rs"]
 mod swarm_net;
 
-use common::{key, params};
+use common::{block_on, key, params};
 use hostile_peer::*;
 use kvchain::chain::mempool::{MempoolLimits, MAX_TX_AGE_MS, MAX_TX_FUTURE_MS};
 use kvchain::chain::{now_ms, Keypair, Op, Tx};
 use kvchain::net::Names;
-use kvchain::node::MiningPolicy;
+use kvchain::node::{MiningPolicy, NodeMetrics};
+use std::sync::Arc;
 use std::time::Duration;
 use swarm_net::*;
 
@@ -225,4 +226,57 @@ async fn more_gossip_messages_than_the_peer_rate_allows_are_charged() {
         "the rate held: {} txs taken",
         after.mempool
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tx_checked_in_a_side_block_is_taken_from_gossip_without_a_second_check() {
+    let params = params();
+    let metrics = Arc::new(NodeMetrics::default());
+    let tuning = Tuning {
+        metrics: metrics.clone(),
+        ..Tuning::default()
+    };
+    let node = spawn_tuned(&params, MiningPolicy::Off, vec![], tuning).await;
+    let (seen, fresh) = (
+        tx_at(&key(1), "seen", 1, now_ms()),
+        tx_at(&key(2), "fresh", 2, now_ms()),
+    );
+    // The tip, then a competing block at the same height carrying `seen`: it stays a
+    // side block (the first seen wins a tie), its signature checked, its tx not pending.
+    let genesis = params.genesis().header;
+    let tip = block_on(&genesis, vec![], 0);
+    node.handle
+        .submit_block(tip.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    node.handle
+        .submit_block(block_on(&genesis, vec![seen.clone()], 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let state = info(&node).await;
+    assert_eq!((state.tip, state.side_blocks), (tip.hash(), 1));
+    assert!(node.handle.tx(seen.id()).await.is_none());
+
+    let mut m = Hostile::new(&Names::new(&params.network_id()));
+    let mut answer = quiet(&params);
+    m.join(&node.addr, node.net.peer_id(), &mut answer).await;
+    let before = metrics.signatures_checked.get();
+    for tx in [&seen, &fresh] {
+        m.publish_txs(std::slice::from_ref(tx));
+        let (h, id) = (node.handle.clone(), tx.id());
+        let pending = m
+            .run_until(LIMIT, &mut answer, async move {
+                until("the gossiped tx is pending", || async {
+                    h.tx(id).await.is_some()
+                })
+                .await
+            })
+            .await;
+        assert!(pending);
+    }
+    // Only `fresh` went to the verifier; `seen` was taken on the side block's check.
+    assert_eq!(metrics.signatures_checked.get(), before + 1);
+    assert_eq!(points(&node.net, m.id()).await, 0);
 }

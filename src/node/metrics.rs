@@ -27,6 +27,8 @@ pub struct NodeMetrics {
     pub txs_accepted: Counter,
     /// Txs refused, by reason.
     pub txs_rejected: Family<Reason, Counter>,
+    /// Signatures of peers' txs handed to the verifier (gossiped alone or in a block).
+    pub signatures_checked: Counter,
     /// Reorgs (tip changes that disconnected blocks).
     pub reorgs: Counter,
     /// Blocks disconnected per reorg.
@@ -57,6 +59,7 @@ impl Default for NodeMetrics {
             blocks_accepted: Counter::default(),
             blocks_rejected: Family::default(),
             txs_accepted: Counter::default(),
+            signatures_checked: Counter::default(),
             txs_rejected: Family::default(),
             reorgs: Counter::default(),
             reorg_depth: Histogram::new([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 50.0, 100.0]),
@@ -92,6 +95,11 @@ impl NodeMetrics {
             "txs_accepted",
             "Transactions added to the mempool",
             m.txs_accepted.clone(),
+        );
+        r.register(
+            "signatures_checked",
+            "Signatures of peers' txs checked (gossiped alone or in a block)",
+            m.signatures_checked.clone(),
         );
         r.register(
             "txs_rejected",

@@ -174,12 +174,17 @@ impl Chain {
             .collect()
     }
 
-    /// Verifies a new tx and adds it to the mempool; `Ok(false)` if it was already there.
+    /// Verifies a new tx (unless its very signature was checked lately) and adds it to
+    /// the mempool; `Ok(false)` if it was already there.
     pub fn submit_tx(&mut self, tx: Tx) -> Result<bool, SubmitError> {
         if let Some(known) = self.known_tx(&tx) {
             return known;
         }
-        self.submit_verified(VerifiedTx::check(tx)?)
+        let tx = match VerifiedTx::checked_before(tx, &self.sigs) {
+            Ok(checked) => checked,
+            Err(tx) => VerifiedTx::check(tx)?,
+        };
+        self.submit_verified(tx)
     }
 
     /// Adds a tx whose signature is checked to the mempool; `Ok(false)` if it was there.

@@ -15,8 +15,9 @@ use crate::net::{Gossip, NetCommand, Verdict};
 use crate::node::verify::Checked;
 use libp2p::{gossipsub::MessageId, PeerId};
 
-/// The gossip message a batch of txs came in: who relayed it, and its id.
-pub(super) type TxTicket = (PeerId, MessageId);
+/// The gossip message a batch of txs came in: who relayed it, its id, and whether txs of
+/// it that needed no check were new to us.
+pub(super) type TxTicket = (PeerId, MessageId, bool);
 /// A gossiped block waiting for its txs' signatures, with its message.
 pub(super) type BlockTicket = (PeerId, MessageId, Block);
 
@@ -59,24 +60,42 @@ impl NodeTask {
     }
 
     /// Sorts a gossiped batch: txs we hold already, or stamped far from our clock (clocks
-    /// differ: nobody is charged), are left out; the rest go to the verifier. Returns the
-    /// verdict now, or `None` when it waits for the signature check.
+    /// differ: nobody is charged), are left out; txs whose very signature was checked
+    /// lately (they came in a block first) are taken now; the rest go to the verifier.
+    /// Returns the verdict now, or `None` when it waits for the signature check.
     fn screen_txs(&mut self, source: PeerId, id: MessageId, txs: Vec<Tx>) -> Option<Verdict> {
         let now = now_ms();
-        let new: Vec<Tx> = txs
-            .into_iter()
-            .filter(|tx| {
-                check_timestamp(tx.timestamp(), now).is_ok() && self.chain.known_tx(tx).is_none()
-            })
-            .collect();
-        if new.is_empty() {
-            return Some(Verdict::Ignore);
+        let mut taken = false;
+        let mut unchecked = Vec::new();
+        for tx in txs {
+            if check_timestamp(tx.timestamp(), now).is_err() || self.chain.known_tx(&tx).is_some() {
+                continue;
+            }
+            if self.chain.is_checked(&tx) {
+                taken |= matches!(self.accept_tx(tx), Ok(true));
+            } else {
+                unchecked.push(tx);
+            }
         }
-        if self.tx_checks.submit((source, id), new).is_ok() {
+        let now_verdict = if taken {
+            Verdict::Accept
+        } else {
+            Verdict::Ignore
+        };
+        if unchecked.is_empty() {
+            return Some(now_verdict);
+        }
+        let count = unchecked.len() as u64;
+        if self
+            .tx_checks
+            .submit((source, id, taken), unchecked)
+            .is_ok()
+        {
+            self.metrics.signatures_checked.inc_by(count);
             None
         } else {
             tracing::debug!(%source, "signature checks are behind; dropped a batch of txs");
-            Some(Verdict::Ignore)
+            Some(now_verdict)
         }
     }
 
@@ -100,8 +119,12 @@ impl NodeTask {
         // In order: behind blocks being checked even with nothing to check itself.
         let wait = !unchecked.is_empty() || self.block_checks.pending() > 0;
         if cheap && wait {
+            let count = unchecked.len() as u64;
             match self.block_checks.submit((source, id, block), unchecked) {
-                Ok(()) => None,
+                Ok(()) => {
+                    self.metrics.signatures_checked.inc_by(count);
+                    None
+                }
                 Err((_, _, block)) => Some(self.judge_block(source, block)),
             }
         } else {
@@ -111,8 +134,11 @@ impl NodeTask {
 
     /// Applies a checked batch of txs and gives gossip the verdict on their message.
     pub(super) fn on_checked_txs(&mut self, checked: Checked<TxTicket>) {
-        let (source, id) = checked.ticket;
-        let verdict = self.apply_txs(checked.result);
+        let (source, id, taken) = checked.ticket;
+        let verdict = match self.apply_txs(checked.result) {
+            Verdict::Ignore if taken => Verdict::Accept,
+            verdict => verdict,
+        };
         self.validate(source, id, verdict);
     }
 
