@@ -15,7 +15,7 @@ use crate::chain::{
 };
 use crate::net::{Gossip, NetClient, NetCommand, NetEvent};
 use gossip::{BlockTicket, TxTicket};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -67,6 +67,8 @@ pub(super) struct NodeTask {
     journal: Option<JournalHandle>,
     miner: Miner,
     receipts: HashMap<TxId, Tracked>,
+    /// Tracked writes in the canonical chain, not yet deep enough to be confirmed.
+    included: HashSet<TxId>,
     confirmations: u64,
     mining: MiningPolicy,
     mining_active: bool,
@@ -122,6 +124,7 @@ impl NodeTask {
             journal,
             miner,
             receipts,
+            included: HashSet::new(),
             confirmations: config.confirmations.max(1),
             mining: config.mining,
             mining_active: false,
@@ -433,7 +436,7 @@ impl NodeTask {
         // Nobody listening is fine: the watch stream subscribes on demand.
         let _ = self.tips.send(Arc::new(change.clone()));
         self.done_gate.ask(self.chain.log_generation());
-        self.update_receipts();
+        self.update_receipts_after(change);
         if self.in_batch {
             self.work_stale = true;
         } else {

@@ -6,7 +6,7 @@
 use super::{NodeTask, TxStatus};
 use crate::chain::group_commit::JournalHandle;
 use crate::chain::log_sync::{LogSyncer, Synced};
-use crate::chain::{Chain, TxId};
+use crate::chain::{Chain, TipChange, Tx, TxId};
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
@@ -100,17 +100,44 @@ impl DoneGate {
 }
 
 impl NodeTask {
-    /// Recomputes the status of every tracked own write from the canonical chain.
+    /// Recomputes the status of every tracked own write from the canonical chain (on
+    /// start, when the journal gave back writes that may be anywhere).
     pub(in crate::node) fn update_receipts(&mut self) {
+        let all: Vec<TxId> = self.receipts.keys().copied().collect();
+        self.update_receipts_of(all);
+    }
+
+    /// Updates the receipts a tip change can have touched: own writes in the blocks it
+    /// connected or disconnected, and those included but not yet deep enough. Any other
+    /// write is still pending, as it was; walking only these keeps a block's cost
+    /// independent of how many own writes wait.
+    pub(super) fn update_receipts_after(&mut self, change: &TipChange) {
+        let moved = change.disconnected.iter().chain(&change.connected);
+        let mut touched: Vec<TxId> = moved
+            .flat_map(|b| b.txs.iter().map(Tx::id))
+            .filter(|id| self.receipts.contains_key(id))
+            .collect();
+        touched.extend(self.included.iter().copied());
+        // A reorg can move a write out and back in: one update each.
+        touched.sort_unstable();
+        touched.dedup();
+        self.update_receipts_of(touched);
+    }
+
+    /// Recomputes the status of these tracked writes; confirmed ones stop being tracked.
+    fn update_receipts_of(&mut self, ids: Vec<TxId>) {
         let tip = self.chain.height();
         let mut finished = Vec::new();
-        for (id, tracked) in &self.receipts {
-            let new = match self.chain.tx_height(id) {
+        for id in ids {
+            let Some(tracked) = self.receipts.get(&id) else {
+                continue;
+            };
+            let new = match self.chain.tx_height(&id) {
                 None => TxStatus::Pending,
                 Some(height) => {
                     let depth = tip - height + 1;
                     if depth >= self.confirmations {
-                        finished.push(*id);
+                        finished.push(id);
                         if let Some(since) = tracked.since {
                             self.metrics
                                 .put_to_confirmed
@@ -122,6 +149,11 @@ impl NodeTask {
                     }
                 }
             };
+            if matches!(new, TxStatus::Included { .. }) {
+                self.included.insert(id);
+            } else {
+                self.included.remove(&id);
+            }
             tracked.status.send_if_modified(|s| {
                 let changed = *s != new;
                 *s = new;
