@@ -27,7 +27,7 @@ pub struct NodeMetrics {
     pub txs_accepted: Counter,
     /// Txs refused, by reason.
     pub txs_rejected: Family<Reason, Counter>,
-    /// Signatures of peers' txs handed to the verifier (gossiped alone or in a block).
+    /// Signatures of peers' txs checked off the node task (gossiped alone or in a block).
     pub signatures_checked: Counter,
     /// Reorgs (tip changes that disconnected blocks).
     pub reorgs: Counter,

@@ -10,6 +10,7 @@
 //! need that: a child checked before its parent would look like an orphan).
 
 use crate::chain::{Tx, TxId, VerifiedTx};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
@@ -70,6 +71,8 @@ pub struct Verifier<T> {
     done_rx: mpsc::UnboundedReceiver<Vec<Checked<T>>>,
     /// Results of a finished job not yet handed out.
     ready: VecDeque<Checked<T>>,
+    /// Counts the signatures checked, if given.
+    counter: Option<Counter>,
 }
 
 impl<T> std::fmt::Debug for Verifier<T> {
@@ -96,7 +99,14 @@ impl<T: Send + 'static> Verifier<T> {
             done_tx,
             done_rx,
             ready: VecDeque::new(),
+            counter: None,
         }
+    }
+
+    /// The same verifier, adding the number of signatures it checks to `counter`.
+    pub fn counting(mut self, counter: Counter) -> Self {
+        self.counter = Some(counter);
+        self
     }
 
     /// Queues `txs` for checking; when too much waits, nothing is queued and the ticket
@@ -137,6 +147,9 @@ impl<T: Send + 'static> Verifier<T> {
     }
 
     fn start(&mut self, job: Job<T>) {
+        if let Some(counter) = &self.counter {
+            counter.inc_by(job.txs as u64);
+        }
         self.jobs += 1;
         self.unreturned += job.batches.len();
         let done = self.done_tx.clone();

@@ -85,13 +85,11 @@ impl NodeTask {
         if unchecked.is_empty() {
             return Some(now_verdict);
         }
-        let count = unchecked.len() as u64;
         if self
             .tx_checks
             .submit((source, id, taken), unchecked)
             .is_ok()
         {
-            self.metrics.signatures_checked.inc_by(count);
             None
         } else {
             tracing::debug!(%source, "signature checks are behind; dropped a batch of txs");
@@ -119,12 +117,8 @@ impl NodeTask {
         // In order: behind blocks being checked even with nothing to check itself.
         let wait = !unchecked.is_empty() || self.block_checks.pending() > 0;
         if cheap && wait {
-            let count = unchecked.len() as u64;
             match self.block_checks.submit((source, id, block), unchecked) {
-                Ok(()) => {
-                    self.metrics.signatures_checked.inc_by(count);
-                    None
-                }
+                Ok(()) => None,
                 Err((_, _, block)) => Some(self.judge_block(source, block)),
             }
         } else {

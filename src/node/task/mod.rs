@@ -138,8 +138,9 @@ impl NodeTask {
             unwritten: false,
             outbox: Vec::new(),
             outbox_bytes: 0,
-            tx_checks: Verifier::new(TX_CHECKS),
-            block_checks: Verifier::new(BLOCK_CHECKS),
+            tx_checks: Verifier::new(TX_CHECKS).counting(config.metrics.signatures_checked.clone()),
+            block_checks: Verifier::new(BLOCK_CHECKS)
+                .counting(config.metrics.signatures_checked.clone()),
             done_gate,
             metrics: config.metrics.clone(),
             tips,
