@@ -60,6 +60,8 @@ pub struct Tuning {
     pub mempool: kvchain::chain::mempool::MempoolLimits,
     pub max_hashrate: Option<std::num::NonZeroU64>,
     pub attacker: bool,
+    /// The nice value of the node's mining threads.
+    pub miner_nice: u8,
 }
 
 impl Default for Tuning {
@@ -71,6 +73,7 @@ impl Default for Tuning {
             mempool: Default::default(),
             max_hashrate: None,
             attacker: false,
+            miner_nice: kvchain::chain::MinerOptions::NICE,
         }
     }
 }
@@ -100,6 +103,7 @@ pub async fn spawn_registered(
         mempool,
         max_hashrate,
         attacker,
+        miner_nice,
     } = tuning;
     // Logs through the test harness: shown for failing tests, filtered by RUST_LOG.
     let _ = tracing_subscriber::fmt()
@@ -129,6 +133,7 @@ pub async fn spawn_registered(
     config.mempool = mempool;
     config.max_hashrate = max_hashrate;
     config.attacker = attacker;
+    config.miner_nice = miner_nice;
     let network = Network {
         client: client.clone(),
         events,
