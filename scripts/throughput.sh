@@ -3,7 +3,8 @@
 # run dir, every node with an HTTP API) under `kvchain bench`, the load generator: writes
 # spread over all nodes, each waiting until it is confirmed. Prints the bench report
 # (`confirmed puts/s: N`, put-to-confirmed latency p50/p90/p99, blocks mined, txs per
-# block) and the CPU each node used. A measurement, not a test.
+# block), the CPU each node used and how its counters grew (scripts/node_counters.py:
+# signatures checked, blocks accepted, height gained, reorgs). A measurement, not a test.
 #
 # Usage: scripts/throughput.sh [-- BENCH-ARGS...]
 #   BENCH-ARGS go to `kvchain bench` (default: --in-flight 256 --seconds 20), e.g.
@@ -41,6 +42,8 @@ net_up "$nodes" "$difficulty" --confirmations "$confirmations" --threads "$threa
     exit 1
 pids=("${NODE_PIDS[@]}")
 
+counters=$KVCHAIN_TESTNET_DIR/counters-before.json
+python3 scripts/node_counters.py save "$counters" "${NODE_URLS[@]}"
 before=()
 for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
 start=$(date +%s.%N)
@@ -59,3 +62,4 @@ for ((i = 0; i < nodes; i++)); do
     line+=" node$((i + 1)) $used%"
 done
 echo "$line"
+python3 scripts/node_counters.py show "$counters" "${NODE_URLS[@]}"
