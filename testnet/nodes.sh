@@ -58,16 +58,21 @@ show_tail() {
     done
 }
 
-# Starts node I from its saved arguments (in its namespace, if any) in a session of its
-# own, so that a Ctrl-C at this terminal does not reach it, and records its pid.
+# Starts node I from its saved arguments (in its namespace, if any) in a process group of
+# its own, so that a Ctrl-C at this terminal does not reach it, and records its pid.
+# Not in a session of its own (setsid): Linux gives each session an equal share of a busy
+# CPU (autogroup), so every node's miner, though niced, would then compete on equal terms
+# with the other nodes' request handling. In one session, as on machines of their own,
+# the miners take only what the nodes leave.
 start_node() {
     local i=$1 ns cmd=()
     mapfile -t cmd <"$RUN/node$i.args"
     cmd=("$S_BIN" "${cmd[@]}")
     ns=$(lan_node_ns "$i")
     [[ -z $ns ]] || cmd=(ip netns exec "$ns" "${cmd[@]}")
-    ! command -v setsid >/dev/null || cmd=(setsid "${cmd[@]}")
+    set -m # job control: a background job gets a process group of its own
     "${cmd[@]}" </dev/null >>"$RUN/node$i.out" 2>&1 &
+    set +m
     echo "$!" >"$RUN/node$i.pid"
 }
 
@@ -122,6 +127,31 @@ check_node_args() {
     done
 }
 
+# node_ports I: the loopback ports node I listens on (p2p and HTTP), from its arguments.
+node_ports() {
+    local arg prev="" port
+    while IFS= read -r arg; do
+        port=${arg##*[:/]}
+        if [[ $prev == --listen || $prev == --http ]] && is_uint "$port" && ((port > 0)); then
+            echo "$port"
+        fi
+        prev=$arg
+    done <"$RUN/node$1.args"
+}
+
+# For wait_for: 0 once no loopback port of nodes I... is listening. A dead node's
+# listening socket can outlive its last thread by a moment, and the next network on the
+# same ports would find them taken.
+ports_closed() {
+    local i port
+    [[ $S_MODE == loopback ]] || return 0
+    for i in "$@"; do
+        for port in $(node_ports "$i"); do
+            ! port_in_use "$port" || return 1
+        done
+    done
+}
+
 # check_ports N HTTP: fails if a loopback port of N nodes (and of their HTTP APIs if HTTP
 # is 1) is taken. libp2p listens with SO_REUSEPORT: a taken port would be shared, not refused.
 check_ports() {
@@ -164,9 +194,10 @@ build() {
 # Stops every node of the run dir (SIGTERM, SIGKILL after 10 s), deletes the namespaces
 # and removes the run dir. Fails, keeping the run dir, if anything is left.
 teardown() {
-    local f i nodes=()
+    local f i nodes=() all=()
     for f in "$RUN"/node*.pid; do
         i=${f##*/node} && i=${i%.pid}
+        [[ ! -e $f ]] || all+=("$i")
         if [[ -e $f ]] && node_running "$i"; then
             kill -TERM "$(node_pid "$i")" 2>/dev/null || true
             nodes+=("$i")
@@ -178,6 +209,7 @@ teardown() {
         done
         wait_for 5 "the nodes to die on SIGKILL" none_running "${nodes[@]}" || return 1
     fi
+    wait_for 10 "the nodes' ports to close" ports_closed "${all[@]}" || return 1
     lan_down || return 1
     rm -rf -- "$RUN"
 }

@@ -233,23 +233,20 @@ cmd_kill() {
     pid=$(node_pid "$i")
     kill -KILL "$pid"
     wait_for 5 "node $i (pid $pid) to die" none_running "$i" || exit 1
+    wait_for 5 "node $i's ports to close" ports_closed "$i" || exit 1
     say "killed node $i (pid $pid)"
 }
 
 cmd_restart() {
     load_state
     check_index "${1:-}"
-    local i=$((10#$1)) prev="" arg port
+    local i=$((10#$1)) port
     ! node_running "$i" || die "node $i is running (pid $(node_pid "$i")); kill it first"
     lan_check_ns "$i"
     # Loopback: the ports it had (p2p and HTTP) must be free again.
-    while [[ $S_MODE == loopback ]] && IFS= read -r arg; do
-        port=${arg##*[:/]}
-        if [[ $prev == --listen || $prev == --http ]] && is_uint "$port" && ((port > 0)); then
-            ! port_in_use "$port" || die "port $port of node $i is taken; cannot restart node $i"
-        fi
-        prev=$arg
-    done <"$RUN/node$i.args"
+    for port in $([[ $S_MODE != loopback ]] || node_ports "$i"); do
+        ! port_in_use "$port" || die "port $port of node $i is taken; cannot restart node $i"
+    done
     echo "--- restart ---" >>"$RUN/node$i.out"
     start_node "$i"
     wait_ready "$i" || die "node $i did not start again"
