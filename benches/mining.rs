@@ -21,6 +21,8 @@
 //!
 //! Run with `cargo bench --bench mining`.
 
+mod support;
+
 use criterion::{black_box, Criterion, Throughput};
 use kvchain::chain::pow::{self, Backend, Midstate};
 use kvchain::chain::{Hash, Header};
@@ -163,14 +165,6 @@ fn openssl_compressions() -> Result<f64, String> {
         .ok_or_else(|| format!("no sha256 figure in openssl's output:\n{text}"))
 }
 
-/// The first field of /proc/loadavg, where there is one.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// CPU seconds this process has used (user + system), from /proc/self/stat, which counts
 /// in USER_HZ = 100 ticks per second on Linux; `None` elsewhere.
 fn cpu_seconds() -> Option<f64> {
@@ -195,7 +189,7 @@ fn hashrate(threads: usize, duration: Duration) -> (f64, Option<f64>) {
 
 /// Prints the acceptance figures: mining against openssl, and 2 threads against 1.
 fn print_ratios() {
-    let load_before = load_average();
+    let load_before = support::load_average();
     let second = Duration::from_secs(1);
     let data = block();
     let mut state = IV;
@@ -210,7 +204,7 @@ fn print_ratios() {
     println!();
     println!(
         "load average (1 min), before / after: {load_before} / {}",
-        load_average()
+        support::load_average()
     );
     println!("backend: {:?}", Backend::detect());
     println!("raw sha2::compress256:          {:8.3} M/s", compress / 1e6);
@@ -257,9 +251,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_pow(&mut c);
     c.final_summary();
-    // Only in `cargo bench` (not `cargo test --benches`, which runs each bench once).
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if support::measuring() {
         print_ratios();
     }
 }

@@ -16,6 +16,8 @@
 //!
 //! Run with `cargo bench --bench signatures`.
 
+mod support;
+
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use kvchain::chain::{Keypair, Op, Tx, VerifiedTx};
 use std::time::{Duration, Instant};
@@ -101,19 +103,11 @@ fn rate(duration: Duration, units: u64, mut step: impl FnMut()) -> f64 {
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The first field of /proc/loadavg, where there is one.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Prints the rates on one thread and the share of a core each target takes in them.
 fn print_bounds() {
     let kps = keys();
     let two = Duration::from_secs(2);
-    let load = load_average();
+    let load = support::load_average();
     let mut n = 0u64;
     let signs = rate(two, 1, || {
         n += 1;
@@ -134,9 +128,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_sig(&mut c);
     c.final_summary();
-    // Only in `cargo bench` (not `cargo test --benches`, which runs each bench once).
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
+    if support::measuring() {
         print_bounds();
     }
 }
