@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the criterion benchmarks (mining, chain, writes, signatures) and the single-thread hashrate tool,
-# and keeps the whole output in target/bench-report.txt.
+# Runs the criterion benchmarks (mining, chain, writes, signatures) and the single-thread
+# hashrate tool, and keeps the whole output in target/bench-report.txt.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p target

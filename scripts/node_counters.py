@@ -6,10 +6,10 @@ counters before the load and prints how much each grew by the end.
 
 The counters: signatures checked (peers' txs the verifiers checked), txs accepted
 (taken into the mempool, own and peers'; not those that came in a block first), blocks
-accepted (own and peers', side branches
-included), the height gained (blocks on the canonical chain) and reorgs. With W
-writes in all, a node that checked each peer's tx once checked about W * (N-1) / N
-signatures. Standard library only; a node that does not answer is an error."""
+accepted (own and peers', side branches included), the height gained (blocks on the
+canonical chain) and reorgs. With W writes in all, a node that checked each peer's tx
+once checked about W * (N-1) / N signatures. Standard library only; a node that does
+not answer is an error."""
 import json
 import re
 import sys
