@@ -11,7 +11,7 @@
 
 use crate::chain::{Tx, TxId, VerifiedTx};
 use prometheus_client::metrics::counter::Counter;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 /// How much a verifier checks at once, and how much may wait.
@@ -51,30 +51,9 @@ pub struct Checked<T> {
     pub result: Result<Vec<VerifiedTx>, TxId>,
 }
 
-/// One batch as handed in: its ticket, the txs still to check, and those found checked
-/// meanwhile (see [`Verifier::prune`]).
-struct Batch<T> {
-    ticket: T,
-    txs: Vec<Tx>,
-    known: Vec<VerifiedTx>,
-    /// What it counts for against `waiting_txs`: its unchecked txs, at least one.
-    weight: usize,
-}
-
-impl<T> Batch<T> {
-    fn new(ticket: T, txs: Vec<Tx>) -> Batch<T> {
-        Batch {
-            weight: txs.len().max(1),
-            ticket,
-            txs,
-            known: Vec::new(),
-        }
-    }
-}
-
 /// Batches checked together.
 struct Job<T> {
-    batches: Vec<Batch<T>>,
+    batches: Vec<(T, Vec<Tx>)>,
     txs: usize,
 }
 
@@ -137,7 +116,7 @@ impl<T: Send + 'static> Verifier<T> {
         if self.jobs < self.bounds.running && self.waiting.is_empty() {
             let job = Job {
                 txs: txs.len(),
-                batches: vec![Batch::new(ticket, txs)],
+                batches: vec![(ticket, txs)],
             };
             self.start(job);
             return Ok(());
@@ -152,52 +131,14 @@ impl<T: Send + 'static> Verifier<T> {
         match self.waiting.back_mut() {
             Some(job) if job.txs + txs.len() <= self.bounds.job_txs => {
                 job.txs += txs.len();
-                job.batches.push(Batch::new(ticket, txs));
+                job.batches.push((ticket, txs));
             }
             _ => self.waiting.push_back(Job {
                 txs: txs.len(),
-                batches: vec![Batch::new(ticket, txs)],
+                batches: vec![(ticket, txs)],
             }),
         }
         Ok(())
-    }
-
-    /// Takes out of the batches still waiting for their turn every tx that `known`
-    /// vouches for (its very signature was checked meanwhile, say in a block that came
-    /// first): it returns with its batch as checked, and is not checked twice. Costs a
-    /// walk over the waiting txs; call it when `ids` (the txs just checked) is not empty.
-    pub fn prune(
-        &mut self,
-        ids: &HashSet<TxId>,
-        mut known: impl FnMut(Tx) -> Result<VerifiedTx, Tx>,
-    ) {
-        if ids.is_empty() {
-            return;
-        }
-        for job in &mut self.waiting {
-            for batch in &mut job.batches {
-                if !batch.txs.iter().any(|tx| ids.contains(&tx.id())) {
-                    continue;
-                }
-                let before = batch.txs.len();
-                let mut left = Vec::with_capacity(before);
-                for tx in std::mem::take(&mut batch.txs) {
-                    if !ids.contains(&tx.id()) {
-                        left.push(tx);
-                        continue;
-                    }
-                    match known(tx) {
-                        Ok(checked) => batch.known.push(checked),
-                        Err(tx) => left.push(tx),
-                    }
-                }
-                job.txs -= before - left.len();
-                let weight = left.len().max(1);
-                self.waiting_txs -= batch.weight - weight;
-                batch.weight = weight;
-                batch.txs = left;
-            }
-        }
     }
 
     /// Batches handed in and not yet returned by [`Verifier::next`].
@@ -237,7 +178,7 @@ impl<T: Send + 'static> Verifier<T> {
                     break;
                 };
                 self.waiting_batches -= job.batches.len();
-                self.waiting_txs -= job.batches.iter().map(|b| b.weight).sum::<usize>();
+                self.waiting_txs -= job.batches.iter().map(|b| b.1.len().max(1)).sum::<usize>();
                 self.start(job);
             }
         }
@@ -250,7 +191,7 @@ fn check<T>(job: Job<T>) -> Vec<Checked<T>> {
     let all: Vec<Tx> = job
         .batches
         .iter()
-        .flat_map(|b| b.txs.iter().cloned())
+        .flat_map(|b| b.1.iter().cloned())
         .collect();
     let mut all_good = match VerifiedTx::check_all(all) {
         Ok(good) => Some(good.into_iter()),
@@ -258,22 +199,15 @@ fn check<T>(job: Job<T>) -> Vec<Checked<T>> {
     };
     job.batches
         .into_iter()
-        .map(|b| {
-            let checked = match &mut all_good {
-                Some(good) => Ok(good.by_ref().take(b.txs.len()).collect()),
+        .map(|(ticket, txs)| {
+            let result = match &mut all_good {
+                Some(good) => Ok(good.by_ref().take(txs.len()).collect()),
                 None => {
-                    let ids: Vec<TxId> = b.txs.iter().map(Tx::id).collect();
-                    VerifiedTx::check_all(b.txs).map_err(|i| ids[i])
+                    let ids: Vec<TxId> = txs.iter().map(Tx::id).collect();
+                    VerifiedTx::check_all(txs).map_err(|i| ids[i])
                 }
             };
-            let result = checked.map(|mut txs: Vec<VerifiedTx>| {
-                txs.extend(b.known);
-                txs
-            });
-            Checked {
-                ticket: b.ticket,
-                result,
-            }
+            Checked { ticket, result }
         })
         .collect()
 }
@@ -342,43 +276,6 @@ mod tests {
             }
         }
         assert_eq!(v.pending(), 0);
-    }
-
-    #[tokio::test]
-    async fn txs_checked_meanwhile_leave_the_waiting_batches_unchecked() {
-        let k = Keypair::generate();
-        let small = Bounds {
-            running: 1,
-            job_txs: 8,
-            waiting_txs: 3,
-            waiting_batches: 8,
-        };
-        let mut v = Verifier::new(small);
-        assert!(v.submit("running", vec![tx(&k, 0)]).is_ok());
-        let good = [tx(&k, 1), tx(&k, 2)];
-        // Vouched for as checked elsewhere: a forged signature shows it is not checked.
-        let vouched = tx(&k, 3).with_signature(good[0].signature());
-        let batch = vec![good[0].clone(), vouched.clone(), good[1].clone()];
-        assert!(v.submit("waiting", batch).is_ok());
-        assert_eq!(v.submit("full", vec![tx(&k, 4)]), Err("full"));
-        let ids = HashSet::from([vouched.id()]);
-        v.prune(&ids, |tx| {
-            Ok(VerifiedTx::sign(&k, tx.op().clone(), 3, 1).unwrap())
-        });
-        assert!(
-            v.submit("fits now", vec![tx(&k, 4)]).is_ok(),
-            "one tx freed"
-        );
-        let got = take(&mut v, 3).await;
-        let waiting = got.iter().find(|c| c.ticket == "waiting").unwrap();
-        let ids: Vec<TxId> = waiting
-            .result
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|t| t.tx().id())
-            .collect();
-        assert_eq!(ids, vec![good[0].id(), good[1].id(), tx(&k, 3).id()]);
     }
 
     #[tokio::test]

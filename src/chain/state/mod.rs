@@ -203,11 +203,6 @@ impl Chain {
         }
     }
 
-    /// `tx` as checked, if its very signature was checked lately; else `tx` back.
-    pub fn checked_before(&self, tx: Tx) -> Result<VerifiedTx, Tx> {
-        VerifiedTx::checked_before(tx, &self.sigs)
-    }
-
     /// Whether `tx`'s very signature was checked: it is in the mempool or checked lately.
     pub fn is_checked(&self, tx: &Tx) -> bool {
         self.sigs.contains(&tx.id(), &tx.signature())

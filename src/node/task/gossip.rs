@@ -14,7 +14,6 @@ use crate::net::protocol::{GOSSIP_BATCH_BYTES, MAX_GOSSIP_TXS};
 use crate::net::{Gossip, NetCommand, Verdict};
 use crate::node::verify::Checked;
 use libp2p::{gossipsub::MessageId, PeerId};
-use std::collections::HashSet;
 
 /// The gossip message a batch of txs came in: who relayed it, its id, and whether txs of
 /// it that needed no check were new to us.
@@ -130,18 +129,11 @@ impl NodeTask {
     /// Applies a checked batch of txs and gives gossip the verdict on their message.
     pub(super) fn on_checked_txs(&mut self, checked: Checked<TxTicket>) {
         let (source, id, taken) = checked.ticket;
-        let ids: HashSet<TxId> = match &checked.result {
-            Ok(txs) if self.block_checks.pending() > 0 => txs.iter().map(|t| t.tx().id()).collect(),
-            _ => HashSet::new(),
-        };
         let verdict = match self.apply_txs(checked.result) {
             Verdict::Ignore if taken => Verdict::Accept,
             verdict => verdict,
         };
         self.validate(source, id, verdict);
-        // Blocks waiting for their check may carry the same txs.
-        let chain = &self.chain;
-        self.block_checks.prune(&ids, |tx| chain.checked_before(tx));
     }
 
     /// Judges a block whose txs were checked, and gives gossip the verdict.
@@ -149,11 +141,7 @@ impl NodeTask {
         let (source, id, block) = checked.ticket;
         // On a bad signature the chain checks the block itself and says which tx.
         if let Ok(txs) = checked.result {
-            let ids: HashSet<TxId> = txs.iter().map(|t| t.tx().id()).collect();
             self.chain.note_checked(txs);
-            // Gossiped batches still waiting for their check may hold the same txs.
-            let chain = &self.chain;
-            self.tx_checks.prune(&ids, |tx| chain.checked_before(tx));
         }
         let verdict = self.judge_block(source, block);
         self.validate(source, id, verdict);
