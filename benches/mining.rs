@@ -114,29 +114,11 @@ fn bench_pow(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `step` (which does `BATCH` units of work) for about `duration`; units per second.
-fn rate(duration: Duration, mut step: impl FnMut()) -> f64 {
-    // Warm up (caches, CPU frequency) before timing.
-    let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(200) {
-        step();
-    }
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < duration {
-        for _ in 0..16 {
-            step();
-        }
-        done += 16 * BATCH;
-    }
-    done as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Nonces per second of `Midstate::search` on `backend`, timed with `Instant`.
+/// Nonces per second of `Midstate::search` on `backend`.
 fn search_rate(backend: Backend, duration: Duration) -> Option<f64> {
     let mut mid = Midstate::with_backend(&header(), backend)?;
     let mut start = 0u64;
-    Some(rate(duration, || {
+    Some(support::rate(duration, BATCH, || {
         black_box(mid.search(black_box(256), start, BATCH));
         start = start.wrapping_add(BATCH);
     }))
@@ -193,7 +175,7 @@ fn print_ratios() {
     let second = Duration::from_secs(1);
     let data = block();
     let mut state = IV;
-    let compress = rate(second, || compress_batch(&mut state, &data));
+    let compress = support::rate(second, BATCH, || compress_batch(&mut state, &data));
     black_box(state);
     let search = search_rate(Backend::detect(), second).unwrap_or(0.0);
     let portable = search_rate(Backend::Portable, second).unwrap_or(0.0);

@@ -20,7 +20,7 @@ mod support;
 
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use kvchain::chain::{Keypair, Op, Tx, VerifiedTx};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Authors of the batch benchmarks, as in a 4-node network.
 const AUTHORS: usize = 4;
@@ -87,34 +87,18 @@ fn bench_sig(c: &mut Criterion) {
     group.finish();
 }
 
-/// Units per second of `step` (which does `units` of work), timed for about `duration`
-/// after a short warm-up.
-fn rate(duration: Duration, units: u64, mut step: impl FnMut()) -> f64 {
-    let warm = Instant::now();
-    while warm.elapsed() < Duration::from_millis(200) {
-        step();
-    }
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < duration {
-        step();
-        done += units;
-    }
-    done as f64 / start.elapsed().as_secs_f64()
-}
-
 /// Prints the rates on one thread and the share of a core each target takes in them.
 fn print_bounds() {
     let kps = keys();
     let two = Duration::from_secs(2);
     let load = support::load_average();
     let mut n = 0u64;
-    let signs = rate(two, 1, || {
+    let signs = support::rate(two, 1, || {
         n += 1;
         black_box(put(&kps[0], n));
     });
     let batch = txs(&kps, 1024);
-    let verifies = rate(two, 1024, || {
+    let verifies = support::rate(two, 1024, || {
         black_box(VerifiedTx::check_all(batch.clone()).expect("good signatures"));
     });
     println!("sig/rates: {signs:.0} signs/s, {verifies:.0} batch-verified/s (1024 per batch), one thread; load average {load}");
