@@ -3,8 +3,9 @@
 # run dir, every node with an HTTP API) under `kvchain bench`, the load generator: writes
 # spread over all nodes, each waiting until it is confirmed. Prints the bench report
 # (`confirmed puts/s: N`, put-to-confirmed latency p50/p90/p99, blocks mined, txs per
-# block), the CPU each node used and how its counters grew (scripts/node_counters.py:
-# signatures checked, blocks accepted, height gained, reorgs). A measurement, not a test.
+# block), the CPU each node used, how its counters grew (scripts/node_counters.py:
+# signatures checked, blocks accepted, height gained, reorgs) and the CPU by thread, as a
+# share of a core and per write (scripts/thread_cpu.py). A measurement, not a test.
 #
 # Usage: scripts/throughput.sh [-- BENCH-ARGS...]
 #   BENCH-ARGS go to `kvchain bench` (default: --in-flight 256 --seconds 20), e.g.
@@ -44,6 +45,8 @@ pids=("${NODE_PIDS[@]}")
 
 counters=$KVCHAIN_TESTNET_DIR/counters-before.json
 python3 scripts/node_counters.py save "$counters" "${NODE_URLS[@]}"
+threads=$KVCHAIN_TESTNET_DIR/threads-before.json
+python3 scripts/thread_cpu.py save "$threads" "${pids[@]}"
 before=()
 for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
 start=$(date +%s.%N)
@@ -52,7 +55,8 @@ echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model
 echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $confirmations, --threads $threads"
 echo "== run dir: $KVCHAIN_TESTNET_DIR"
 echo "== $bin bench ${bench_args[*]}"
-"$bin" bench "${BENCH_NODES[@]}" "${bench_args[@]}"
+report=$KVCHAIN_TESTNET_DIR/bench.txt
+"$bin" bench "${BENCH_NODES[@]}" "${bench_args[@]}" | tee "$report"
 
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
 line="cpu per node (% of one core, over ${elapsed%.*} s):"
@@ -63,3 +67,6 @@ for ((i = 0; i < nodes; i++)); do
 done
 echo "$line"
 python3 scripts/node_counters.py show "$counters" "${NODE_URLS[@]}"
+# Every write answered, warm-up included (as the CPU times): "writes: confirmed N, ...".
+writes=$(sed -n 's/^writes: //p' "$report" | tr ',' '\n' | awk '{ n += $NF } END { print n + 0 }')
+python3 scripts/thread_cpu.py show "$threads" "$elapsed" "$writes" "${pids[@]}"
