@@ -6,8 +6,8 @@ share of one core each used and the CPU it spent per write.
   show FILE SECONDS WRITES PID...   per thread name: % of one core over SECONDS, and
                                     microseconds of CPU per write (WRITES in SECONDS)
 
-Names are the nodes' own: tokio-rt-worker (HTTP, the node task, the network service),
-tokio-runtime-w (the verifiers' blocking pool), kvchain-journal (group commit),
+Names are the nodes' own: tokio-rt-worker (HTTP, the node task, the network service
+and the verifiers' blocking pool), kvchain-journal (group commit),
 kvchain-blocksy (the block log's fsyncs), miner-N. A thread that ended before `show`
 is missed; one started after `save` counts from zero. Linux only; standard library."""
 import json
