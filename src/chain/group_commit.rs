@@ -220,6 +220,8 @@ mod tests {
         let (send, rx) = mpsc::channel();
         let mut batch = Batch::default();
         batch.push(add(0));
+        // `rx` lives to the end of the test, so a send cannot fail (it fails only once
+        // the receiver is gone).
         for i in 1..=3 {
             send.send(add(i)).unwrap();
         }
@@ -236,7 +238,7 @@ mod tests {
         for i in 0..LINGER_UNTIL as u64 {
             batch.push(add(i));
         }
-        send.send(add(1000)).unwrap();
+        send.send(add(1000)).unwrap(); // `rx` is held: cannot fail
         batch.linger(&rx, Instant::now() + Duration::from_secs(10));
         assert_eq!(batch.adds.len(), LINGER_UNTIL);
         assert!(
