@@ -45,7 +45,7 @@ async fn setup(name: &str, honest: u64, attacker: u64) -> (TestNode, TestNode, u
         Tuning {
             max_hashrate: NonZeroU64::new(attacker),
             attacker: true,
-            miner_nice: 0,
+            miner_priority: kvchain::chain::MinerPriority::Nice(0),
             ..Tuning::default()
         },
     )

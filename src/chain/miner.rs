@@ -4,10 +4,11 @@
 //! counter between chunks; [`Miner::set_work`] bumps the counter, so a tip or template
 //! change stops the old search within one chunk (a fraction of a millisecond).
 //!
-//! Miner threads run at a lower CPU priority than the rest of the node (nice 10 by
-//! default, `kvchain node --miner-nice`): when the machine is busy, the node validates,
-//! gossips and answers its API first and mines with what is left, as Bitcoin Core's
-//! built-in miner did; on an idle machine the priority changes nothing.
+//! Miner threads run at a lower CPU priority than the rest of the node (Linux's
+//! `SCHED_IDLE` by default, or a nice value: [`priority`], `kvchain node
+//! --miner-priority`): when the machine is busy, the node validates, gossips and answers
+//! its API first and mines with what is left; on an idle machine the priority changes
+//! nothing.
 //!
 //! A miner may be capped to a hashrate (`kvchain node --max-hashrate`, for experiments
 //! that give nodes chosen shares of the hashrate on one machine): its threads then share
@@ -23,6 +24,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub mod pace;
+pub mod priority;
+
+pub use priority::MinerPriority;
 
 /// Nonces tried between two checks for new work.
 const CHUNK: u64 = 4096;
@@ -54,21 +58,17 @@ pub struct MinerOptions {
     pub threads: usize,
     /// Most nonces a second all threads together try (`None`: as fast as they can).
     pub cap: Option<NonZeroU64>,
-    /// The threads' nice value, 0 (normal) to 19 (lowest); Linux only.
-    pub nice: u8,
+    /// The threads' CPU priority; Linux only.
+    pub priority: MinerPriority,
 }
 
 impl MinerOptions {
-    /// The default nice value of mining threads: they get about a tenth of a normal
-    /// thread's share of a busy CPU, and all of an idle one.
-    pub const NICE: u8 = 10;
-
-    /// `threads` threads, uncapped, at normal priority.
+    /// `threads` threads, uncapped, at the node's own priority.
     pub fn threads(threads: usize) -> MinerOptions {
         MinerOptions {
             threads,
             cap: None,
-            nice: 0,
+            priority: MinerPriority::Nice(0),
         }
     }
 }
@@ -97,7 +97,11 @@ impl Miner {
         options: MinerOptions,
         found: impl Fn(Block) + Send + Sync + 'static,
     ) -> Miner {
-        let MinerOptions { threads, cap, nice } = options;
+        let MinerOptions {
+            threads,
+            cap,
+            priority,
+        } = options;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -114,7 +118,7 @@ impl Miner {
                 std::thread::Builder::new()
                     .name(format!("miner-{t}"))
                     .spawn(move || {
-                        lower_priority(nice);
+                        priority::apply(priority);
                         run(&shared, t * (u64::MAX / n), &*found)
                     })
             })
@@ -160,27 +164,6 @@ impl Drop for Miner {
         self.shared.wake.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
-        }
-    }
-}
-
-/// Sets the calling thread's nice value to `nice` (this thread alone; 0 leaves it as it
-/// is). A failure only costs the node some of its CPU to its miner, so it is logged.
-fn lower_priority(nice: u8) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let nice = libc::c_int::from(nice.min(19));
-        // SAFETY: two system calls on the calling thread that take and return plain
-        // integers; no memory is shared with the kernel.
-        let failed = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0
-        };
-        if failed {
-            tracing::debug!(nice, "could not lower a miner thread's priority");
         }
     }
 }
@@ -286,7 +269,7 @@ mod tests {
         let options = MinerOptions {
             threads: 2,
             cap,
-            nice: 0,
+            priority: MinerPriority::Nice(0),
         };
         let miner = Miner::start_with(options, move |b| {
             let _ = tx.send(b);
@@ -335,7 +318,7 @@ mod tests {
         let options = MinerOptions {
             threads: 2,
             cap: None,
-            nice: 7,
+            priority: MinerPriority::Nice(7),
         };
         let miner = Miner::start_with(options, |_| {});
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -24,7 +24,7 @@ pub mod validate;
 pub use block::{Block, Header};
 pub use crypto::{AuthorKey, BlockHash, Hash, Keypair, Signature, TxId};
 pub use index::{Index, Version};
-pub use miner::{Miner, MinerOptions};
+pub use miner::{Miner, MinerOptions, MinerPriority};
 pub use params::Params;
 pub use state::{Accepted, Chain, OpenError, SubmitError, TipChange};
 pub use tx::{Op, Tx, TxError, VerifiedTx};

@@ -19,8 +19,8 @@ use crate::chain::journal::Journal;
 use crate::chain::log::Recovery;
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::{
-    Accepted, Block, BlockError, BlockHash, Chain, Keypair, Miner, MinerOptions, OpenError, Params,
-    SubmitError, TipChange, Tx, TxId,
+    Accepted, Block, BlockError, BlockHash, Chain, Keypair, Miner, MinerOptions, MinerPriority,
+    OpenError, Params, SubmitError, TipChange, Tx, TxId,
 };
 use crate::net::{NetClient, NetEvent};
 pub use command::{ChainInfo, Command, MiningPolicy, TxInfo, TxStatus};
@@ -48,8 +48,8 @@ pub struct NodeConfig {
     pub threads: usize,
     /// Most nonces a second all mining threads together try (`None`: no cap).
     pub max_hashrate: Option<std::num::NonZeroU64>,
-    /// Nice value of the mining threads (0 normal to 19 lowest; see [`MinerOptions`]).
-    pub miner_nice: u8,
+    /// CPU priority of the mining threads (see [`MinerPriority`]).
+    pub miner_priority: MinerPriority,
     /// Whether the experimental attack commands are on (see [`attack`]).
     pub attacker: bool,
     /// Where the node counts what it does (registered with a Prometheus registry, or not).
@@ -72,7 +72,7 @@ impl NodeConfig {
             mining: MiningPolicy::Auto,
             threads: 1,
             max_hashrate: None,
-            miner_nice: MinerOptions::NICE,
+            miner_priority: MinerPriority::default(),
             attacker: false,
             metrics: Arc::new(NodeMetrics::default()),
             mempool: MempoolLimits::default(),
@@ -220,7 +220,7 @@ pub fn start_with_network(
     let options = MinerOptions {
         threads: config.threads,
         cap: config.max_hashrate,
-        nice: config.miner_nice,
+        priority: config.miner_priority,
     };
     let miner = Miner::start_with(options, move |block| {
         let _ = found_tx.send(block);

@@ -60,8 +60,8 @@ pub struct Tuning {
     pub mempool: kvchain::chain::mempool::MempoolLimits,
     pub max_hashrate: Option<std::num::NonZeroU64>,
     pub attacker: bool,
-    /// The nice value of the node's mining threads.
-    pub miner_nice: u8,
+    /// The CPU priority of the node's mining threads.
+    pub miner_priority: kvchain::chain::MinerPriority,
 }
 
 impl Default for Tuning {
@@ -73,7 +73,7 @@ impl Default for Tuning {
             mempool: Default::default(),
             max_hashrate: None,
             attacker: false,
-            miner_nice: kvchain::chain::MinerOptions::NICE,
+            miner_priority: Default::default(),
         }
     }
 }
@@ -103,7 +103,7 @@ pub async fn spawn_registered(
         mempool,
         max_hashrate,
         attacker,
-        miner_nice,
+        miner_priority,
     } = tuning;
     // Logs through the test harness: shown for failing tests, filtered by RUST_LOG.
     let _ = tracing_subscriber::fmt()
@@ -133,7 +133,7 @@ pub async fn spawn_registered(
     config.mempool = mempool;
     config.max_hashrate = max_hashrate;
     config.attacker = attacker;
-    config.miner_nice = miner_nice;
+    config.miner_priority = miner_priority;
     let network = Network {
         client: client.clone(),
         events,

@@ -32,8 +32,8 @@ pub struct NodeOptions {
     /// Share of gossip messages dropped in and out (experiments only).
     pub omit_gossip: f64,
     pub max_hashrate: Option<std::num::NonZeroU64>,
-    /// Nice value of the mining threads (`--miner-nice`).
-    pub miner_nice: u8,
+    /// CPU priority of the mining threads (`--miner-priority`).
+    pub miner_priority: kvchain::chain::MinerPriority,
     pub attacker: bool,
     pub confirmations: u64,
     pub limits: net::Limits,
@@ -135,7 +135,7 @@ pub async fn run(opts: NodeOptions) -> Result<()> {
         mining: opts.mining,
         threads: opts.threads,
         max_hashrate: opts.max_hashrate,
-        miner_nice: opts.miner_nice,
+        miner_priority: opts.miner_priority,
         attacker: opts.attacker,
         metrics: metrics.clone(),
         mempool: Default::default(),

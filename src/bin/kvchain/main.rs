@@ -57,11 +57,11 @@ enum Command {
         /// gives nodes chosen shares of the hashrate on one machine.
         #[arg(long, value_name = "H")]
         max_hashrate: Option<std::num::NonZeroU64>,
-        /// CPU priority (nice value) of the mining threads, 0 (normal) to 19 (lowest):
-        /// on a busy machine the node's own work runs before its miner.
-        #[arg(long, value_name = "N", default_value_t = kvchain::chain::MinerOptions::NICE,
-              value_parser = clap::value_parser!(u8).range(0..=19))]
-        miner_nice: u8,
+        /// CPU priority of the mining threads: `idle` (Linux's SCHED_IDLE: they mine only
+        /// on CPU time the node does not want) or a nice value, 0 (as the node) to 19.
+        #[arg(long, value_name = "idle|N", alias = "miner-nice",
+              default_value_t = kvchain::chain::MinerPriority::default())]
+        miner_priority: kvchain::chain::MinerPriority,
         /// Experimental, for the 51% attack experiment only: enables the console's
         /// `attack` commands (a private branch that rewrites a version of a key).
         #[arg(long)]
@@ -339,7 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mine,
             threads,
             max_hashrate,
-            miner_nice,
+            miner_priority,
             attacker,
             confirmations,
             log,
@@ -376,7 +376,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads,
                 omit_gossip,
                 max_hashrate,
-                miner_nice,
+                miner_priority,
                 attacker,
                 confirmations,
                 limits,
