@@ -45,8 +45,8 @@ pids=("${NODE_PIDS[@]}")
 
 counters=$KVCHAIN_TESTNET_DIR/counters-before.json
 python3 scripts/node_counters.py save "$counters" "${NODE_URLS[@]}"
-threads=$KVCHAIN_TESTNET_DIR/threads-before.json
-python3 scripts/thread_cpu.py save "$threads" "${pids[@]}"
+thread_cpu=$KVCHAIN_TESTNET_DIR/threads-before.json
+python3 scripts/thread_cpu.py save "$thread_cpu" "${pids[@]}"
 before=()
 for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
 start=$(date +%s.%N)
@@ -69,4 +69,4 @@ echo "$line"
 python3 scripts/node_counters.py show "$counters" "${NODE_URLS[@]}"
 # Every write answered, warm-up included (as the CPU times): "writes: confirmed N, ...".
 writes=$(sed -n 's/^writes: //p' "$report" | tr ',' '\n' | awk '{ n += $NF } END { print n + 0 }')
-python3 scripts/thread_cpu.py show "$threads" "$elapsed" "$writes" "${pids[@]}"
+python3 scripts/thread_cpu.py show "$thread_cpu" "$elapsed" "$writes" "${pids[@]}"
