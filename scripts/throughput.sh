@@ -4,15 +4,18 @@
 # spread over all nodes, each waiting until it is confirmed. Prints the bench report
 # (`confirmed puts/s: N`, put-to-confirmed latency p50/p90/p99, blocks mined, txs per
 # block), the CPU each node used, how its counters grew (scripts/node_counters.py:
-# signatures checked, blocks accepted, height gained, reorgs) and the CPU by thread, as a
-# share of a core and per write (scripts/thread_cpu.py). A measurement, not a test.
+# signatures checked, blocks accepted, height gained, reorgs), the CPU by thread, as a
+# share of a core and per write (scripts/thread_cpu.py), and how fast blocks spread and
+# how often they raced (scripts/block_races.py, from the nodes' logs). A measurement,
+# not a test.
 #
 # Usage: scripts/throughput.sh [-- BENCH-ARGS...]
 #   BENCH-ARGS go to `kvchain bench` (default: --in-flight 256 --seconds 20), e.g.
 #   -- --rate 2500 --seconds 30   for an open-loop load at 2,500 writes per second.
 # Environment: NODES (default 4), DIFFICULTY (default 16), CONFIRMATIONS (default 1),
 #   THREADS (mining threads per node, default 1), KVCHAIN_BENCH_PORT (p2p port base,
-#   default 4700: ports 4701.., HTTP 4801..), NODE_ARGS (more flags for every node).
+#   default 4700: ports 4701.., HTTP 4801..), NODE_ARGS (more flags for every node),
+#   NET_LOG (the nodes' --log filter; default: warnings, and the node task's info lines).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nodes=${NODES:-4}
@@ -38,6 +41,8 @@ private_testnet throughput "${KVCHAIN_BENCH_PORT:-4700}" # and lib.sh: wait_for,
 # shellcheck source=scripts/experiments/net.sh
 source scripts/experiments/net.sh # net_up, cpu_secs
 bin=${KVCHAIN_TESTNET_BIN:-target/release/kvchain}
+# Each block mined and accepted is logged at info level, for scripts/block_races.py.
+export NET_LOG=${NET_LOG:-warn,kvchain::node::task=info}
 # shellcheck disable=SC2086 # NODE_ARGS is a list of flags
 net_up "$nodes" "$difficulty" --confirmations "$confirmations" --threads "$threads" ${NODE_ARGS:-} ||
     exit 1
@@ -70,3 +75,4 @@ python3 scripts/node_counters.py show "$counters" "${NODE_URLS[@]}"
 # Every write answered, warm-up included (as the CPU times): "writes: confirmed N, ...".
 writes=$(sed -n 's/^writes: //p' "$report" | tr ',' '\n' | awk '{ n += $NF } END { print n + 0 }')
 python3 scripts/thread_cpu.py show "$thread_cpu" "$elapsed" "$writes" "${pids[@]}"
+python3 scripts/block_races.py "$KVCHAIN_TESTNET_DIR"/node*.log
