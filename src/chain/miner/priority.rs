@@ -110,6 +110,8 @@ mod tests {
     /// This thread's scheduling policy and nice value, from `/proc/thread-self/stat`.
     #[cfg(target_os = "linux")]
     fn policy_and_nice() -> (u32, i64) {
+        // Test code: on Linux this file always exists in this format; if not, the test
+        // fails here, naming the line.
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         // pid (comm) state ...: the fields after the comm start at field 3; nice is
         // field 19 and the policy field 41.
