@@ -296,16 +296,9 @@ mod tests {
         };
         for task in tasks.flatten() {
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // pid (comm) state ...: the fields after the comm start at field 3; nice is 19.
-            let Some((head, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            if head.contains("(miner-") {
-                out.extend(
-                    rest.split_whitespace()
-                        .nth(16)
-                        .and_then(|n| n.parse::<i64>().ok()),
-                );
+            // Field 19 is the nice value.
+            if stat.contains("(miner-") {
+                out.extend(priority::stat_field(&stat, 19));
             }
         }
         out

@@ -87,6 +87,18 @@ pub(super) fn apply(priority: MinerPriority) {
     let _ = priority;
 }
 
+/// Field `field` (numbered from 1, as in proc(5)) of a thread's `/proc/.../stat` line, if
+/// it is a number: `(comm)` may hold spaces, so fields are counted after its `)`.
+#[cfg(all(test, target_os = "linux"))]
+pub(super) fn stat_field(stat: &str, field: usize) -> Option<i64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // The fields after the comm start at field 3.
+    rest.split_whitespace()
+        .nth(field.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,17 +120,15 @@ mod tests {
         assert_eq!(MinerPriority::default(), MinerPriority::Idle);
     }
 
-    /// This thread's scheduling policy and nice value, from `/proc/thread-self/stat`.
+    /// This thread's scheduling policy (field 41) and nice value (field 19).
     #[cfg(target_os = "linux")]
-    fn policy_and_nice() -> (u32, i64) {
-        // Test code: on Linux this file always exists in this format; if not, the test
-        // fails here, naming the line.
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // pid (comm) state ...: the fields after the comm start at field 3; nice is
-        // field 19 and the policy field 41.
-        let (_, rest) = stat.rsplit_once(')').unwrap();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        (fields[38].parse().unwrap(), fields[16].parse().unwrap())
+    fn policy_and_nice() -> (i64, i64) {
+        let read = || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+            Some((stat_field(&stat, 41)?, stat_field(&stat, 19)?))
+        };
+        // Test code: Linux always has this file in this format; if not, the test fails.
+        read().expect("policy and nice value in /proc/thread-self/stat")
     }
 
     #[cfg(target_os = "linux")]
@@ -130,10 +140,14 @@ mod tests {
                 policy_and_nice()
             })
             .join()
-            .unwrap()
+            // Test code: re-raises a failure on that thread.
+            .expect("the thread reads its own priority")
         };
         let before = policy_and_nice();
-        assert_eq!(on_a_thread(MinerPriority::Idle).0, libc::SCHED_IDLE as u32);
+        assert_eq!(
+            on_a_thread(MinerPriority::Idle).0,
+            i64::from(libc::SCHED_IDLE)
+        );
         // A thread starts with its parent's policy; the nice value is the one asked for.
         assert_eq!(on_a_thread(MinerPriority::Nice(7)), (before.0, 7));
         // The calling thread alone changes: the test's own thread is as it was.
