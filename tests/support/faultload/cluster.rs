@@ -6,9 +6,10 @@
 //! of each node's log.
 
 use super::netns::Lan;
+use super::ports::free_port;
 use super::{connect_error, exchange, Answer, NetError, BIN};
 use std::fs::{File, OpenOptions};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -121,12 +122,6 @@ pub struct Cluster {
     slots: Vec<Slot>,
     lan: Option<Lan>,
     tmp: Option<tempfile::TempDir>,
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }
 
 impl Cluster {

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod netns;
 #[path = "../node_info.rs"]
 pub mod node_info;
+pub mod ports;
 pub mod workload;
 
 use std::io::{ErrorKind, Read, Write};

@@ -1,0 +1,80 @@
+//! Loopback ports for the cluster's nodes, chosen below the kernel's ephemeral range.
+//!
+//! A port the OS hands out for `bind(0)` comes from the ephemeral range, the same range
+//! it draws the source ports of outgoing connections from. Between the moment a free
+//! port was found and the moment its node listens on it (or while a killed node is down
+//! before its restart), any running node's outgoing connection could take it: CI saw
+//! `port 39677 is already in use` that way. Below that range only an explicit `bind`
+//! takes a port, so a port found free there stays free for the node that owns it.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Lowest port handed out.
+const FLOOR: u32 = 10_000;
+/// Ephemeral range floor assumed where `/proc` does not say (Linux's default).
+const DEFAULT_EPHEMERAL_LOW: u32 = 32_768;
+/// Ports tried before giving up.
+const ATTEMPTS: u32 = 2_000;
+
+/// Next candidate offset; the tests of one binary run in parallel and share it, so no
+/// port is handed out twice by one process.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_LOW)
+}
+
+/// A port on 127.0.0.1, free now, below the ephemeral range, not handed out before by
+/// this process. Test processes that run at the same time start at different offsets
+/// (their pids), and a port some other process holds fails the bind and is skipped.
+pub fn free_port() -> u16 {
+    let low = ephemeral_low();
+    if low <= FLOOR + 100 {
+        // No room below the range on this machine: fall back to asking the OS.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        return l.local_addr().expect("local addr").port();
+    }
+    let span = low - FLOOR;
+    let base = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..ATTEMPTS {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FLOOR + (base + n) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {low} after {ATTEMPTS} tries");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Ports come from below the ephemeral range, are bindable, and never repeat, even
+    /// while the earlier ones are not bound by anyone.
+    #[test]
+    fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let low = ephemeral_low();
+        let ports: Vec<u16> = (0..64).map(|_| free_port()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for p in ports {
+            if low > FLOOR + 100 {
+                assert!(
+                    (FLOOR..low).contains(&u32::from(p)),
+                    "port {p} not in {FLOOR}..{low}"
+                );
+            }
+            TcpListener::bind(("127.0.0.1", p)).expect("a handed-out port binds");
+        }
+    }
+}
