@@ -52,10 +52,22 @@ pub struct FrameLog {
 
 /// Frame a payload into bytes ready to append.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&Hash::digest(payload).0[..4]);
-    out.extend_from_slice(payload);
+    frames([payload])
+}
+
+/// Frames payloads back to back into one buffer, ready to append in one write.
+fn frames<'a>(payloads: impl IntoIterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let size = payloads
+        .clone()
+        .into_iter()
+        .map(|p| FRAME_HEADER + p.len())
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for p in payloads {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&Hash::digest(p).0[..4]);
+        out.extend_from_slice(p);
+    }
     out
 }
 
@@ -116,10 +128,7 @@ impl FrameLog {
         if self.torn {
             self.cut_back()?;
         }
-        let mut bytes = Vec::with_capacity(payloads.iter().map(|p| FRAME_HEADER + p.len()).sum());
-        for p in payloads {
-            bytes.extend_from_slice(&frame(p));
-        }
+        let bytes = frames(payloads.iter().copied());
         let written =
             self.file.write_all(&bytes).and_then(
                 |()| {
@@ -165,15 +174,12 @@ impl FrameLog {
         let tmp = self.path.with_extension("tmp");
         let written = (|| {
             let mut f = File::create(&tmp)?;
-            let mut len = 0u64;
-            for p in payloads {
-                let bytes = frame(p);
-                f.write_all(&bytes)?;
-                len += bytes.len() as u64;
-            }
+            // One write for the whole file, not one system call per frame.
+            let bytes = frames(payloads.iter().map(Vec::as_slice));
+            f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
-            Ok(len)
+            Ok(bytes.len() as u64)
         })();
         let len = match written {
             Ok(len) => len,
