@@ -1,7 +1,8 @@
 //! Smoke tests of the experiment scripts in `scripts/experiments/`: each runs at its
 //! smallest scale (`--smoke`, real nodes on loopback) into a temp dir and must produce
-//! its CSV, with a header and data, and its PNG plot. The scripts build the release
-//! binary and install matplotlib into a venv under `target/` themselves.
+//! its CSV, with a header and data, and its PNG plot. The release binary is built once
+//! first, under a time limit of its own; the scripts install matplotlib into a venv
+//! under `target/` themselves.
 //!
 //! The runs take turns (one lock): they start networks of real processes, and the
 //! figures they print are only meaningful, and their waits only bounded, on a quiet
@@ -9,14 +10,47 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// One script at a time.
 static TURN: Mutex<()> = Mutex::new(());
 
-/// Longest a smoke run may take, build and venv included, before it is killed.
+/// Longest a smoke run may take, venv included, before it is killed.
 const LIMIT: Duration = Duration::from_secs(600);
+/// Longest the release build the scripts use may take (cold, with fat LTO: 6 minutes on
+/// 2 cores), before it fails the tests.
+const BUILD_LIMIT: Duration = Duration::from_secs(1800);
+
+/// Whether the release build succeeded (once for all the tests; its error otherwise).
+static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Builds what the scripts run, in release, outside their time limit: a cold build with
+/// LTO takes most of it, and the first script to run would pay for it.
+fn release_build() -> Result<(), String> {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--bin", "kvchain"])
+        .args(["--example", "read_speed"])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("cargo build --release failed ({status})")),
+            Ok(None) if started.elapsed() > BUILD_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cargo build --release ran over {BUILD_LIMIT:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("waiting for cargo: {e}")),
+        }
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,6 +60,9 @@ fn root() -> PathBuf {
 /// of `files`: CSVs with a header and at least one row, PNGs that are PNG images.
 fn smoke(name: &str, files: &[&str]) {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = BUILT.get_or_init(release_build) {
+        panic!("{e}");
+    }
     let out = tempfile::tempdir().expect("temp dir");
     let script = root().join(format!("scripts/experiments/{name}.sh"));
     let log = out.path().join("run.log");
