@@ -9,7 +9,7 @@
 //! machine.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,18 +37,31 @@ fn release_build() -> Result<(), String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
+    match wait_within(&mut child, started, BUILD_LIMIT) {
+        Ok(Some(status)) if status.success() => Ok(()),
+        Ok(Some(status)) => Err(format!("cargo build --release failed ({status})")),
+        Ok(None) => Err(format!("cargo build --release ran over {BUILD_LIMIT:?}")),
+        Err(e) => Err(format!("waiting for cargo: {e}")),
+    }
+}
+
+/// Waits for `child` until `limit` after `started`; past it, stops it with SIGTERM (so
+/// that a script's EXIT trap stops its nodes), reaps it and returns `None`.
+fn wait_within(
+    child: &mut Child,
+    started: Instant,
+    limit: Duration,
+) -> std::io::Result<Option<ExitStatus>> {
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("cargo build --release failed ({status})")),
-            Ok(None) if started.elapsed() > BUILD_LIMIT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("cargo build --release ran over {BUILD_LIMIT:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Err(format!("waiting for cargo: {e}")),
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
         }
+        if started.elapsed() > limit {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -83,18 +96,7 @@ fn smoke(name: &str, files: &[&str]) {
         ))
         .spawn()
         .expect("start the script");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break Some(status);
-        }
-        if started.elapsed() > LIMIT {
-            // The script's own EXIT trap stops its nodes on SIGTERM.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_within(&mut child, started, LIMIT).expect("wait for the script");
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     eprintln!(
         "{name}.sh --smoke took {:.0} s:\n{output}",

@@ -195,6 +195,7 @@ mod tests {
     /// within its bound (compactions happen), and every pending write survives them.
     #[test]
     fn compaction_bounds_the_file_and_keeps_the_pending() {
+        // Test code on a temp dir of its own: an I/O error fails the test, as it should.
         let dir = tempfile::tempdir().unwrap();
         let kp = Keypair::generate();
         let tx = |i: u64| {

@@ -21,6 +21,11 @@ const ATTEMPTS: u32 = 2_000;
 /// port is handed out twice by one process.
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Whether there is room for ports between [`FLOOR`] and an ephemeral range from `low`.
+fn room_below(low: u32) -> bool {
+    low > FLOOR + 100
+}
+
 /// The first port of the kernel's ephemeral range.
 fn ephemeral_low() -> u32 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -34,7 +39,7 @@ fn ephemeral_low() -> u32 {
 /// (their pids), and a port some other process holds fails the bind and is skipped.
 pub fn free_port() -> u16 {
     let low = ephemeral_low();
-    if low <= FLOOR + 100 {
+    if !room_below(low) {
         // No room below the range on this machine: fall back to asking the OS.
         let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         return l.local_addr().expect("local addr").port();
@@ -68,7 +73,7 @@ mod tests {
         let distinct: HashSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
         for p in ports {
-            if low > FLOOR + 100 {
+            if room_below(low) {
                 assert!(
                     (FLOOR..low).contains(&u32::from(p)),
                     "port {p} not in {FLOOR}..{low}"
