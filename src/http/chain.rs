@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 fn tx_json(tx: &crate::chain::Tx) -> Value {
     let (op, key) = match tx.op() {
@@ -21,7 +22,10 @@ fn tx_json(tx: &crate::chain::Tx) -> Value {
 
 /// `GET /tx/{id}`: where a write is: pending (with `received_us`, when this node's
 /// mempool took it, µs since the Unix epoch), included at a height, or confirmed.
-pub async fn tx(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Value>, ApiError> {
+pub async fn tx(
+    State(s): State<Arc<ApiState>>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
     let id = Hash::from_hex(&id)
         .ok_or_else(|| ApiError::bad_request("bad_id", "a tx id is 64 hex digits"))?;
     let info = s.node.tx(id).await.ok_or_else(|| {
@@ -60,7 +64,10 @@ fn block_json(b: &Block) -> Value {
 }
 
 /// `GET /blocks/{height|hash}`.
-pub async fn block(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Value>, ApiError> {
+pub async fn block(
+    State(s): State<Arc<ApiState>>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
     let block = match (id.parse::<u64>(), Hash::from_hex(&id)) {
         (Ok(height), _) => s.node.block_at(height).await,
         (_, Some(hash)) => s.node.block_by_hash(hash).await,
@@ -76,7 +83,7 @@ pub async fn block(State(s): State<ApiState>, IdPath(id): IdPath) -> Result<Json
 }
 
 /// `GET /status`.
-pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let i = s.node.info().await.ok_or_else(ApiError::stopped)?;
     Ok(Json(json!({
         "network_id": i.network_id, "height": i.height, "tip": i.tip.to_hex(),
@@ -90,7 +97,7 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> 
 }
 
 /// `GET /digest`: the hash of the whole index, to compare nodes in one line.
-pub async fn digest(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn digest(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let digest = s.node.store().digest();
     let height = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
     Ok(Json(json!({ "digest": digest.to_hex(), "height": height })))
@@ -105,7 +112,7 @@ pub struct PeerJson {
 }
 
 /// `GET /peers`.
-pub async fn peers(State(s): State<ApiState>) -> Json<Vec<PeerJson>> {
+pub async fn peers(State(s): State<Arc<ApiState>>) -> Json<Vec<PeerJson>> {
     let peers = match &s.net {
         Some(net) => net.peers().await,
         None => Vec::new(),
@@ -123,7 +130,7 @@ pub async fn peers(State(s): State<ApiState>) -> Json<Vec<PeerJson>> {
 }
 
 /// `GET /metrics`: libp2p's and the node's metrics in the OpenMetrics text format.
-pub async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn metrics(State(s): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let info = s.node.info().await.ok_or_else(ApiError::stopped)?;
     s.metrics.observe(&info);
     let mut text = String::new();

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest `?timeout=` a write may wait.
@@ -178,7 +179,7 @@ impl WaitSpec {
 
 /// `PUT /kvs/{key}`: the body is the value.
 pub async fn put(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     KeyPath(key): KeyPath,
     ApiQuery(q): ApiQuery<WriteQuery>,
     value: Result<Bytes, BytesRejection>,
@@ -192,7 +193,7 @@ pub async fn put(
 
 /// `DELETE /kvs/{key}`.
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     KeyPath(key): KeyPath,
     ApiQuery(q): ApiQuery<WriteQuery>,
 ) -> Result<(StatusCode, Json<WriteAnswer>), ApiError> {
@@ -282,7 +283,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 
 /// `GET /kvs/{key}`: the raw value with its metadata in headers, or JSON on request.
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     KeyPath(key): KeyPath,
     ApiQuery(q): ApiQuery<ReadQuery>,
     headers: HeaderMap,
@@ -332,7 +333,7 @@ pub async fn get(
 /// [`HISTORY_PAGE_BYTES`] of values). The header `x-kvchain-total` gives the number of
 /// versions, and `x-kvchain-next` the `from` of the next page while there is one.
 pub async fn history(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     KeyPath(key): KeyPath,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {

@@ -142,7 +142,7 @@ impl Cursor {
     }
 }
 
-async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
+async fn run(s: Arc<ApiState>, q: WatchQuery, out: mpsc::Sender<Event>) {
     // Subscribe before replaying, so nothing falls between the replay and the live feed;
     // the cursor skips what the replay already sent.
     let mut tips = s.node.subscribe_tips();
@@ -201,7 +201,7 @@ async fn run(s: ApiState, q: WatchQuery, out: mpsc::Sender<Event>) {
 
 /// `GET /watch`; 503 `too_many_watchers` when all slots are taken.
 pub async fn watch(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     Extension(slots): Extension<Slots>,
     ApiQuery(q): ApiQuery<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
