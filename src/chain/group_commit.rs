@@ -1,8 +1,9 @@
-//! Group commit: the journal on a thread of its own. Writers hand it their write and wait;
-//! the thread takes every request waiting at that moment, appends them in one write and
-//! fsyncs once for all of them, then answers each. While it fsyncs, new requests queue up
-//! for the next batch, so the more writers wait, the more share one fsync; and no fsync
-//! ever runs on the node task.
+//! Group commit: the journal on a thread of its own. Writers hand it their write; the
+//! thread takes every request waiting at that moment, appends them in one write and
+//! fsyncs once for all of them, then hands the whole batch on at once (to the node task,
+//! which takes them into its mempool and answers each writer). While it fsyncs, new
+//! requests queue up for the next batch, so the more writers wait, the more share one
+//! fsync; and no fsync ever runs on the node task.
 //!
 //! A fast disk answers an fsync before many writers have queued, and every fsync costs
 //! CPU in the kernel (and, in a VM, exits to the host). So when the last batch showed
@@ -54,36 +55,55 @@ impl JournalError {
     }
 }
 
-enum Request {
-    Add(Tx, oneshot::Sender<Result<(), JournalError>>),
+enum Request<W> {
+    Add(Tx, W),
     Done(TxId),
     Sync(oneshot::Sender<Result<(), JournalError>>),
 }
 
 /// A cloneable handle on the journal's thread; the thread ends when every handle is gone.
-#[derive(Clone, Debug)]
-pub struct JournalHandle {
-    requests: mpsc::Sender<Request>,
+/// `W` is what a writer hands in with its write, and gets back through the thread's
+/// `committed` callback once the write is on disk.
+pub struct JournalHandle<W> {
+    requests: mpsc::Sender<Request<W>>,
 }
 
-impl JournalHandle {
-    /// Moves `journal` onto a thread of its own.
-    pub fn spawn(journal: Journal) -> io::Result<JournalHandle> {
+impl<W> Clone for JournalHandle<W> {
+    fn clone(&self) -> Self {
+        JournalHandle {
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+impl<W> std::fmt::Debug for JournalHandle<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalHandle")
+    }
+}
+
+impl<W: Send + 'static> JournalHandle<W> {
+    /// Moves `journal` onto a thread of its own. After each commit the thread calls
+    /// `committed` with the writes of the batch, in the order they came, and the result:
+    /// `Ok` once they are on disk, or the disk's error (then none of them was kept).
+    pub fn spawn<F>(journal: Journal, committed: F) -> io::Result<JournalHandle<W>>
+    where
+        F: FnMut(Vec<W>, Result<(), JournalError>) + Send + 'static,
+    {
         let (requests, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("kvchain-journal".into())
-            .spawn(move || run(journal, rx))?;
+            .spawn(move || run(journal, rx, committed))?;
         Ok(JournalHandle { requests })
     }
 
-    /// Records a new own write; returns once it is on disk (sharing the fsync with every
-    /// write waiting at the same time), or with the disk's error.
-    pub async fn add(&self, tx: Tx) -> Result<(), JournalError> {
-        let (done, answer) = oneshot::channel();
+    /// Hands in a new own write, `tx`, with `write`: the callback gets it back once the
+    /// batch holding `tx` is committed (sharing its fsync with every write waiting at the
+    /// same time). Fails only if the thread has stopped.
+    pub fn add(&self, tx: Tx, write: W) -> Result<(), JournalError> {
         self.requests
-            .send(Request::Add(tx, done))
-            .map_err(|_| JournalError::stopped())?;
-        answer.await.map_err(|_| JournalError::stopped())?
+            .send(Request::Add(tx, write))
+            .map_err(|_| JournalError::stopped())
     }
 
     /// Records that a write need not be kept (it became final); not fsynced on its own.
@@ -102,33 +122,41 @@ impl JournalHandle {
 }
 
 /// One batch of requests, taken together and answered by one commit.
-#[derive(Default)]
-struct Batch {
+struct Batch<W> {
     adds: Vec<Tx>,
+    writes: Vec<W>,
     dones: Vec<TxId>,
-    waiting: Vec<oneshot::Sender<Result<(), JournalError>>>,
-    sync: bool,
+    syncs: Vec<oneshot::Sender<Result<(), JournalError>>>,
     taken: usize,
 }
 
-impl Batch {
-    fn push(&mut self, request: Request) {
+impl<W> Default for Batch<W> {
+    fn default() -> Self {
+        Batch {
+            adds: Vec::new(),
+            writes: Vec::new(),
+            dones: Vec::new(),
+            syncs: Vec::new(),
+            taken: 0,
+        }
+    }
+}
+
+impl<W> Batch<W> {
+    fn push(&mut self, request: Request<W>) {
         match request {
-            Request::Add(tx, done) => {
+            Request::Add(tx, write) => {
                 self.adds.push(tx);
-                self.waiting.push(done);
+                self.writes.push(write);
             }
             Request::Done(id) => self.dones.push(id),
-            Request::Sync(done) => {
-                self.sync = true;
-                self.waiting.push(done);
-            }
+            Request::Sync(done) => self.syncs.push(done),
         }
         self.taken += 1;
     }
 
     /// Takes every request already waiting, up to [`MAX_BATCH`].
-    fn drain(&mut self, rx: &mpsc::Receiver<Request>) {
+    fn drain(&mut self, rx: &mpsc::Receiver<Request<W>>) {
         while self.taken < MAX_BATCH {
             match rx.try_recv() {
                 Ok(request) => self.push(request),
@@ -142,7 +170,7 @@ impl Batch {
     /// It sleeps in slices and takes what queued meanwhile, rather than block on the
     /// channel: a thread blocked there must be woken by every writer that arrives, a
     /// futex call on each side per write, which cost a loaded node some 5% of its CPU.
-    fn linger(&mut self, rx: &mpsc::Receiver<Request>, deadline: Instant) {
+    fn linger(&mut self, rx: &mpsc::Receiver<Request<W>>, deadline: Instant) {
         while self.adds.len() < LINGER_UNTIL && self.taken < MAX_BATCH {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -155,7 +183,10 @@ impl Batch {
 }
 
 /// The thread: one batch per turn, until every handle is dropped.
-fn run(mut journal: Journal, rx: mpsc::Receiver<Request>) {
+fn run<W, F>(mut journal: Journal, rx: mpsc::Receiver<Request<W>>, mut committed: F)
+where
+    F: FnMut(Vec<W>, Result<(), JournalError>),
+{
     let mut last_adds = 0;
     while let Ok(first) = rx.recv() {
         let mut batch = Batch::default();
@@ -167,13 +198,16 @@ fn run(mut journal: Journal, rx: mpsc::Receiver<Request>) {
         }
         last_adds = batch.adds.len();
         let result = journal
-            .commit(&batch.adds, &batch.dones, batch.sync)
+            .commit(&batch.adds, &batch.dones, !batch.syncs.is_empty())
             .map_err(|e| JournalError::from_io(&e));
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = batch.adds.len(), "could not journal writes");
         }
-        for done in batch.waiting {
+        for done in batch.syncs {
             let _ = done.send(result.clone());
+        }
+        if !batch.writes.is_empty() {
+            committed(batch.writes, result);
         }
     }
     tracing::debug!("journal thread stopped");
@@ -192,15 +226,34 @@ mod tests {
         Tx::new(&Keypair::from_seed([7; 32]), op, i, 0).unwrap()
     }
 
+    type Answer = oneshot::Sender<Result<(), JournalError>>;
+
+    /// A journal thread whose callback answers each writer with the commit's result.
+    fn answering(journal: Journal) -> JournalHandle<Answer> {
+        JournalHandle::spawn(journal, |writes: Vec<Answer>, result| {
+            for w in writes {
+                let _ = w.send(result.clone());
+            }
+        })
+        .unwrap()
+    }
+
+    /// Hands `tx` in and waits for its batch's result.
+    async fn add(handle: &JournalHandle<Answer>, tx: Tx) -> Result<(), JournalError> {
+        let (done, answer) = oneshot::channel();
+        handle.add(tx, done)?;
+        answer.await.map_err(|_| JournalError::stopped())?
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_are_all_on_disk_when_answered() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
-        let handle = JournalHandle::spawn(journal).unwrap();
+        let handle = answering(journal);
         let writers: Vec<_> = (0..200)
             .map(|i| {
                 let h = handle.clone();
-                tokio::spawn(async move { h.add(tx(i)).await })
+                tokio::spawn(async move { add(&h, tx(i)).await })
             })
             .collect();
         for w in writers {
@@ -214,24 +267,46 @@ mod tests {
         assert!(!pending.contains(&tx(0)));
     }
 
-    fn add(i: u64) -> Request {
-        let (done, _answer) = oneshot::channel();
-        Request::Add(tx(i), done)
+    #[test]
+    fn writes_come_back_committed_in_the_order_they_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let (back, returned) = mpsc::channel();
+        let handle = JournalHandle::spawn(journal, move |writes: Vec<u64>, result| {
+            let _ = back.send((writes, result));
+        })
+        .unwrap();
+        for i in 0..100 {
+            handle.add(tx(i), i).unwrap();
+        }
+        // The thread commits what is queued, then ends and drops the callback.
+        drop(handle);
+        let mut seen = Vec::new();
+        while let Ok((writes, result)) = returned.recv_timeout(Duration::from_secs(60)) {
+            assert!(!writes.is_empty(), "called for a batch without writes");
+            result.unwrap();
+            seen.extend(writes);
+        }
+        assert_eq!(seen, (0..100).collect::<Vec<u64>>());
+    }
+
+    fn request(i: u64) -> Request<()> {
+        Request::Add(tx(i), ())
     }
 
     #[test]
     fn a_lingering_batch_takes_the_writes_queued_until_its_deadline() {
         let (send, rx) = mpsc::channel();
         let mut batch = Batch::default();
-        batch.push(add(0));
+        batch.push(request(0));
         // `rx` lives to the end of the test, so a send cannot fail (it fails only once
         // the receiver is gone).
         for i in 1..=3 {
-            send.send(add(i)).unwrap();
+            send.send(request(i)).unwrap();
         }
         // The sender stays: nothing more comes, and it returns at the deadline.
         batch.linger(&rx, Instant::now() + Duration::from_millis(50));
-        assert_eq!((batch.adds.len(), batch.waiting.len()), (4, 4));
+        assert_eq!((batch.adds.len(), batch.writes.len()), (4, 4));
         assert!(rx.try_recv().is_err());
     }
 
@@ -239,11 +314,11 @@ mod tests {
     fn a_lingering_batch_stops_once_it_is_full() {
         let (send, rx) = mpsc::channel();
         let mut batch = Batch::default();
-        batch.push(add(0));
+        batch.push(request(0));
         let writers = std::thread::spawn(move || {
             for i in 1..=LINGER_UNTIL as u64 {
                 // `rx` lives until this thread is joined below: cannot fail.
-                send.send(add(i)).unwrap();
+                send.send(request(i)).unwrap();
             }
             send // held, so the channel stays open while the batch lingers
         });
@@ -259,9 +334,9 @@ mod tests {
         let (send, rx) = mpsc::channel();
         let mut batch = Batch::default();
         for i in 0..LINGER_UNTIL as u64 {
-            batch.push(add(i));
+            batch.push(request(i));
         }
-        send.send(add(1000)).unwrap(); // `rx` is held: cannot fail
+        send.send(request(1000)).unwrap(); // `rx` is held: cannot fail
         batch.linger(&rx, Instant::now() + Duration::from_secs(10));
         assert_eq!(batch.adds.len(), LINGER_UNTIL);
         assert!(

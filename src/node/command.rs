@@ -3,6 +3,7 @@
 //! node module: the task, the node handle and the store all import it.
 
 use super::attack::{AttackError, AttackRequest, AttackStatus};
+use crate::chain::group_commit::{JournalError, JournalHandle};
 use crate::chain::{Accepted, Block, BlockError, BlockHash, SubmitError, Tx, TxId, VerifiedTx};
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
@@ -117,19 +118,27 @@ pub struct TxInfo {
     pub received_us: Option<u64>,
 }
 
+/// An own write on its way from the store to the node task, through the journal.
+#[derive(Debug)]
+pub struct Submission {
+    /// The write, signed with the node's key.
+    pub tx: VerifiedTx,
+    /// Where to report its status.
+    pub status: watch::Sender<TxStatus>,
+    /// Answered once the node has taken the write (or refused it, which its status then
+    /// says), or with the journal's error if it could not be put on disk.
+    pub taken: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// The journal of own writes: each committed batch goes on to the node task as one
+/// [`Command::Submit`].
+pub type OwnJournal = JournalHandle<Submission>;
+
 /// A request to the node task.
 #[derive(Debug)]
 pub enum Command {
-    /// A new own write, with the sender of its receipt's status.
-    Submit {
-        /// The write, signed with the node's key.
-        tx: VerifiedTx,
-        /// Where to report its status.
-        status: watch::Sender<TxStatus>,
-        /// Answered once the node has taken the write (or refused it, which its status
-        /// then says). The store journals the write on disk before it sends this.
-        taken: oneshot::Sender<()>,
-    },
+    /// New own writes, already on disk in the journal (if the node has one).
+    Submit(Vec<Submission>),
     /// A tx from outside the store (a tool or a test).
     PeerTx {
         /// The tx.

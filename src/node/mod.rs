@@ -14,7 +14,7 @@ mod sync;
 mod task;
 mod verify;
 
-use crate::chain::group_commit::JournalHandle;
+use crate::chain::group_commit::{JournalError, JournalHandle};
 use crate::chain::journal::Journal;
 use crate::chain::log::Recovery;
 use crate::chain::mempool::MempoolLimits;
@@ -195,6 +195,31 @@ pub struct Started {
     pub recovery: Option<Recovery>,
 }
 
+/// On the journal's thread, after a commit: the batch's writes go to the node task in one
+/// command once on disk; a failed commit answers each writer with the disk's error. The
+/// journal holds only a weak sender, so that it never keeps the node task alive; once the
+/// task is gone, the writes are dropped and their writers told the node stopped.
+fn hand_on(
+    commands: &mpsc::WeakSender<Command>,
+    writes: Vec<command::Submission>,
+    result: Result<(), JournalError>,
+) {
+    match result {
+        Ok(()) => {
+            if let Some(commands) = commands.upgrade() {
+                // A thread of its own, never in the runtime: it may block until the task
+                // has room, which also holds back the writers behind it.
+                let _ = commands.blocking_send(Command::Submit(writes));
+            }
+        }
+        Err(e) => {
+            for write in writes {
+                let _ = write.taken.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 /// Opens the chain and the journal and starts the node task (on the current runtime),
 /// without a network.
 pub fn start(config: NodeConfig) -> Result<Started, NodeError> {
@@ -226,7 +251,13 @@ pub fn start_with_network(
         let _ = found_tx.send(block);
     });
     let (journal, pending) = match journal {
-        Some((journal, pending)) => (Some(JournalHandle::spawn(journal)?), pending),
+        Some((journal, pending)) => {
+            let commands = cmd_tx.downgrade();
+            let journal = JournalHandle::spawn(journal, move |writes, result| {
+                hand_on(&commands, writes, result)
+            })?;
+            (Some(journal), pending)
+        }
         None => (None, Vec::new()),
     };
     let store = Store::new(

@@ -5,8 +5,8 @@
 //! the shared index (a read lock held only while the lookup runs), so they never wait on
 //! mining, the disk or the network.
 
-use super::command::{Command, TxStatus};
-use crate::chain::group_commit::{JournalError, JournalHandle};
+use super::command::{Command, OwnJournal, Submission, TxStatus};
+use crate::chain::group_commit::JournalError;
 use crate::chain::{now_ms, Hash, Index, Keypair, Op, TxError, TxId, VerifiedTx, Version};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -125,7 +125,7 @@ pub struct HistoryPage {
 pub struct Store {
     commands: mpsc::Sender<Command>,
     /// Where own writes go before they are acknowledged; `None` for a node in memory.
-    journal: Option<JournalHandle>,
+    journal: Option<OwnJournal>,
     index: Arc<RwLock<Index>>,
     keypair: Arc<Keypair>,
 }
@@ -133,7 +133,7 @@ pub struct Store {
 impl Store {
     pub(crate) fn new(
         commands: mpsc::Sender<Command>,
-        journal: Option<JournalHandle>,
+        journal: Option<OwnJournal>,
         index: Arc<RwLock<Index>>,
         keypair: Arc<Keypair>,
     ) -> Store {
@@ -169,23 +169,26 @@ impl Store {
     pub async fn write(&self, op: Op) -> Result<Receipt, StoreError> {
         let nonce = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
         let tx = VerifiedTx::sign(&self.keypair, op, nonce, now_ms())?;
-        let (status_tx, status_rx) = watch::channel(TxStatus::Pending);
+        let (status, status_rx) = watch::channel(TxStatus::Pending);
         let receipt = Receipt::new(tx.tx().id(), status_rx);
-        // Answer only once the write is on disk: a receipt, an HTTP 202 or a console
-        // `pending` must survive a crash right after it. Concurrent writes share an fsync.
-        if let Some(journal) = &self.journal {
-            journal.add(tx.tx().clone()).await?;
-        }
         let (taken, was_taken) = oneshot::channel();
-        self.commands
-            .send(Command::Submit {
-                tx,
-                status: status_tx,
-                taken,
-            })
-            .await
-            .map_err(|_| StoreError::NodeStopped)?;
-        was_taken.await.map_err(|_| StoreError::NodeStopped)?;
+        // Answer only once the write is on disk: a receipt, an HTTP 202 or a console
+        // `pending` must survive a crash right after it. Concurrent writes share an
+        // fsync, and the journal hands each batch on to the node task at once.
+        match &self.journal {
+            Some(journal) => {
+                let copy = tx.tx().clone();
+                journal.add(copy, Submission { tx, status, taken })?;
+            }
+            None => {
+                let submission = Submission { tx, status, taken };
+                self.commands
+                    .send(Command::Submit(vec![submission]))
+                    .await
+                    .map_err(|_| StoreError::NodeStopped)?;
+            }
+        }
+        was_taken.await.map_err(|_| StoreError::NodeStopped)??;
         Ok(receipt)
     }
 

@@ -2,12 +2,12 @@
 //! network, signature checks and block-log fsyncs that finished, and the timers for
 //! hashrate, template refresh, gossip batches and peer polling.
 
+use super::command::{OwnJournal, Submission};
 use super::omission::Omission;
 use super::sync::BlockSync;
 use super::verify::{Verifier, BLOCK_CHECKS, TX_CHECKS};
 use super::TxStatus;
 use super::{ChainInfo, Command, MiningPolicy, NodeConfig, NodeMetrics, TxInfo};
-use crate::chain::group_commit::JournalHandle;
 use crate::chain::side::Admission;
 use crate::chain::{
     Accepted, Block, BlockError, Chain, Keypair, Miner, SubmitError, TipChange, Tx, TxId,
@@ -64,7 +64,7 @@ use receipts::DoneGate;
 
 pub(super) struct NodeTask {
     chain: Chain,
-    journal: Option<JournalHandle>,
+    journal: Option<OwnJournal>,
     miner: Miner,
     receipts: HashMap<TxId, Tracked>,
     /// Tracked writes in the canonical chain, not yet deep enough to be confirmed.
@@ -110,7 +110,7 @@ pub(super) struct NodeTask {
 impl NodeTask {
     pub(super) fn new(
         chain: Chain,
-        journal: Option<JournalHandle>,
+        journal: Option<OwnJournal>,
         miner: Miner,
         receipts: HashMap<TxId, Tracked>,
         config: &NodeConfig,
@@ -224,9 +224,11 @@ impl NodeTask {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit { tx, status, taken } => {
-                self.submit_own(tx, status);
-                let _ = taken.send(());
+            Command::Submit(writes) => {
+                for Submission { tx, status, taken } in writes {
+                    self.submit_own(tx, status);
+                    let _ = taken.send(Ok(()));
+                }
             }
             Command::PeerTx { tx, reply } => {
                 let _ = reply.send(self.accept_tx(tx));

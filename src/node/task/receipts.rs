@@ -4,9 +4,9 @@
 //! holds it: a crash before that fsync finds the write still in the journal.
 
 use super::{NodeTask, TxStatus};
-use crate::chain::group_commit::JournalHandle;
 use crate::chain::log_sync::{LogSyncer, Synced};
 use crate::chain::{Chain, TipChange, Tx, TxId};
+use crate::node::command::OwnJournal;
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
@@ -44,7 +44,7 @@ impl DoneGate {
 
     /// A write confirmed while the log had `generation` writes: done now if they are on
     /// disk (or there is no log), else once they are.
-    fn finish(&mut self, journal: &JournalHandle, id: TxId, generation: u64) {
+    fn finish(&mut self, journal: &OwnJournal, id: TxId, generation: u64) {
         if self.syncer.is_none() || generation <= self.synced {
             journal.done(id);
         } else if !self.failed {
@@ -74,7 +74,7 @@ impl DoneGate {
     }
 
     /// Takes an fsync result: marks done what it covers, or stops marking on failure.
-    pub(super) fn synced(&mut self, s: Synced, journal: Option<&JournalHandle>) {
+    pub(super) fn synced(&mut self, s: Synced, journal: Option<&OwnJournal>) {
         match s.result {
             Ok(()) => {
                 self.synced = self.synced.max(s.generation);
