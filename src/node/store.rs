@@ -8,6 +8,7 @@
 use super::command::{Command, OwnJournal, Submission, TxStatus};
 use crate::chain::group_commit::JournalError;
 use crate::chain::{now_ms, Hash, Index, Keypair, Op, TxError, TxId, VerifiedTx, Version};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -128,6 +129,11 @@ pub struct Store {
     journal: Option<OwnJournal>,
     index: Arc<RwLock<Index>>,
     keypair: Arc<Keypair>,
+    /// The next write's nonce. Nonces only tell apart writes that are otherwise the same
+    /// (key, value, author and millisecond), so a counter from a random start does: it
+    /// cannot repeat in this process, nor, but with odds of 2^-64, after a restart. A
+    /// read of the OS's random source per write was a system call each.
+    nonces: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -142,6 +148,9 @@ impl Store {
             journal,
             index,
             keypair,
+            nonces: Arc::new(AtomicU64::new(rand_core::RngCore::next_u64(
+                &mut rand_core::OsRng,
+            ))),
         }
     }
 
@@ -167,7 +176,7 @@ impl Store {
 
     /// Signs `op` with the node key and hands it to the node.
     pub async fn write(&self, op: Op) -> Result<Receipt, StoreError> {
-        let nonce = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+        let nonce = self.nonces.fetch_add(1, Ordering::Relaxed);
         let tx = VerifiedTx::sign(&self.keypair, op, nonce, now_ms())?;
         let (status, status_rx) = watch::channel(TxStatus::Pending);
         let receipt = Receipt::new(tx.tx().id(), status_rx);
