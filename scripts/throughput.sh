@@ -3,8 +3,7 @@
 # run dir, every node with an HTTP API) under `kvchain bench`, the load generator: writes
 # spread over all nodes, each waiting until it is confirmed. Prints the bench report
 # (`confirmed puts/s: N`, put-to-confirmed latency p50/p90/p99, blocks mined, txs per
-# block), the CPU each node used, the host's (busy, idle, and stolen by the hypervisor)
-# and its speed before and after (`kvchain hashrate`),
+# block), the CPU each node used, the host's (busy, idle, and stolen by the hypervisor),
 # how each node's counters grew (scripts/node_counters.py: signatures checked, blocks
 # accepted, height gained, reorgs), the CPU by thread, as a share of a core and per write
 # (scripts/thread_cpu.py), and how fast blocks spread and how often they raced
@@ -49,10 +48,6 @@ export NET_LOG=${NET_LOG:-warn,kvchain::node::task=info}
 net_up "$nodes" "$difficulty" --confirmations "$confirmations" --threads "$threads" ${NODE_ARGS:-} ||
     exit 1
 pids=("${NODE_PIDS[@]}")
-# How fast one core of this host is now: VM hosts speed up and slow down by a third within
-# minutes, so each figure comes with this probe, taken before and after it.
-host_speed() { "$bin" hashrate --threads 1 --seconds 1 | awk '/^hashrate:/ { printf "%.1f", $2 / 1e6 }'; }
-speed_before=$(host_speed)
 
 counters=$KVCHAIN_TESTNET_DIR/counters-before.json
 python3 scripts/node_counters.py save "$counters" "${NODE_URLS[@]}"
@@ -78,14 +73,14 @@ for ((i = 0; i < nodes; i++)); do
     line+=" node$((i + 1)) $used%"
 done
 echo "$line"
-# The host's share: in a VM, CPU time the hypervisor gave to others ("steal") is time the
-# nodes wanted and did not get; a figure taken while it is high understates the code.
+# The host's CPU over the run (warm-up included). In a VM, time the hypervisor gave to
+# others ("steal") is time the nodes wanted and did not get: a figure taken while it is
+# high understates the code. "busy" counts the miners, which take whatever is idle.
 read -ra host_after < <(head -1 /proc/stat)
 echo "${host_before[*]:1:8} ${host_after[*]:1:8}" | awk '{
     for (i = 1; i <= 8; i++) { d[i] = $(i + 8) - $i; t += d[i] }
     if (t > 0) printf "host cpu (all cores, %% of their time): busy %.0f%%, idle %.0f%%, steal %.1f%%\n",
         (t - d[4] - d[5] - d[8]) / t * 100, (d[4] + d[5]) / t * 100, d[8] / t * 100 }'
-echo "host speed (kvchain hashrate, one core, idle host): before $speed_before MH/s, after $(host_speed) MH/s"
 python3 scripts/node_counters.py show "$counters" "${NODE_URLS[@]}"
 # Every write answered, warm-up included (as the CPU times): "writes: confirmed N, ...".
 writes=$(sed -n 's/^writes: //p' "$report" | tr ',' '\n' | awk '{ n += $NF } END { print n + 0 }')
