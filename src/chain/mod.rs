@@ -14,6 +14,7 @@ pub mod mempool;
 pub mod miner;
 pub mod params;
 pub mod pow;
+pub mod sharded;
 pub mod side;
 pub mod sigcache;
 pub mod state;

@@ -5,8 +5,8 @@ mod digest;
 
 use super::block::Block;
 use super::crypto::{AuthorKey, Hash, TxId};
+use super::sharded::ShardedMap;
 use super::tx::Op;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One version of a key: a value or a tombstone, and where it was written.
@@ -37,7 +37,8 @@ struct Entry {
 /// Per key, every version in chain order.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    keys: HashMap<String, Entry>,
+    /// Sharded, so that growing it never pauses the node for a whole-map rehash.
+    keys: ShardedMap<String, Entry>,
     versions: usize,
     /// The digest, kept up to date key by key.
     digest: digest::DigestTree,
@@ -90,7 +91,7 @@ impl Index {
             let entry = match self.keys.get_mut(key.as_str()) {
                 Some(entry) => entry,
                 // Most keys keep one version: room for one, not the four a push makes.
-                None => self.keys.entry(key.clone()).or_insert(Entry {
+                None => self.keys.get_or_insert_with(key.clone(), || Entry {
                     versions: Vec::with_capacity(1),
                     chains: Vec::with_capacity(1),
                     bucket: 0,
@@ -230,7 +231,7 @@ mod digest_tests {
     fn from_scratch(index: &Index) -> Hash {
         let n = 1usize << digest::BUCKET_BITS;
         let mut buckets: Vec<Vec<digest::Bytes32>> = vec![Vec::new(); n];
-        for (key, entry) in &index.keys {
+        for (key, entry) in index.keys.iter() {
             let start = digest::chain_start(key);
             let mut c = start;
             for v in &entry.versions {

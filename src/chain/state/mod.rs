@@ -11,6 +11,7 @@ use super::log::FrameLog;
 use super::mempool::{Mempool, MempoolLimits};
 use super::now_ms;
 use super::params::Params;
+use super::sharded::ShardedMap;
 use super::side::{self, Admission};
 use super::sigcache::SigCache;
 use super::tree::{BlockTree, Entry};
@@ -56,7 +57,8 @@ pub struct Chain {
     params: Params,
     tree: BlockTree,
     index: Arc<RwLock<Index>>,
-    tx_heights: HashMap<TxId, u64>,
+    /// Sharded like the index, and for the same reason: it holds every tx of the chain.
+    tx_heights: ShardedMap<TxId, u64>,
     mempool: Mempool,
     log: Option<FrameLog>,
     /// Blocks in the tree off the canonical chain.
@@ -78,7 +80,7 @@ impl Chain {
             tree: BlockTree::new(params.genesis()),
             params,
             index: Arc::new(RwLock::new(Index::new())),
-            tx_heights: HashMap::new(),
+            tx_heights: ShardedMap::new(),
             mempool: Mempool::default(),
             log: None,
             side: HashSet::new(),
