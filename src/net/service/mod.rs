@@ -20,14 +20,15 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
 use libp2p::{gossipsub, identify, identity, kad, mdns, Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 mod inbound;
+mod unsent;
 
-/// Publishes kept while no peer listens on their topic.
-const MAX_PENDING_PUBLISH: usize = 1024;
+use unsent::Unsent;
+
 /// An idle connection is kept this long: connections stay up between blocks.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How often expired bans are lifted and unanswered inbound requests dropped.
@@ -44,7 +45,8 @@ pub(crate) struct Service {
     block_topic: gossipsub::IdentTopic,
     events: mpsc::Sender<NetEvent>,
     listening: watch::Sender<Vec<Multiaddr>>,
-    pending_publish: VecDeque<(gossipsub::TopicHash, Vec<u8>)>,
+    /// Gossip published while no peer listened, to publish again.
+    unsent: Unsent,
     requests: Requests,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     sync_rate: Limiter<PeerId>,
@@ -111,7 +113,7 @@ impl Service {
             block_topic,
             events,
             listening,
-            pending_publish: VecDeque::new(),
+            unsent: Unsent::default(),
             requests: Requests::new(limits.sync_timeout),
             peer_addrs: HashMap::new(),
             sync_rate: Limiter::new(limits.sync_rate, peers_cap),
@@ -217,28 +219,15 @@ impl Service {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
             | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
-                // Of blocks only the newest is worth sending later: a peer that gets it
-                // fetches its ancestors by sync. Every tx is kept.
-                if topic == self.block_topic.hash() {
-                    self.pending_publish.retain(|(t, _)| *t != topic);
-                }
-                if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
-                    self.pending_publish.pop_front();
-                    tracing::warn!("too many unsent publishes; dropped the oldest");
-                }
-                self.pending_publish.push_back((topic, bytes));
+                let newest_only = topic == self.block_topic.hash();
+                self.unsent.hold(topic, bytes, newest_only);
             }
             Err(e) => tracing::warn!(error = %e, "publish failed"),
         }
     }
 
     fn retry_publishes(&mut self, topic: &gossipsub::TopicHash) {
-        let (retry, keep): (VecDeque<_>, VecDeque<_>) = self
-            .pending_publish
-            .drain(..)
-            .partition(|(t, _)| t == topic);
-        self.pending_publish = keep;
-        for (topic, bytes) in retry {
+        for (topic, bytes) in self.unsent.take(topic) {
             self.publish(topic, bytes);
         }
     }
