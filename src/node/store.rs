@@ -236,10 +236,28 @@ impl Store {
 
     /// The digest of the whole index (see [`Index::digest`]): equal on two nodes exactly
     /// when they hold the same versions of every key. The index keeps it up to date, so
-    /// the read lock is held only to rehash what changed since it was last asked for.
+    /// only the buckets changed since it was last asked for are hashed again, and those
+    /// mostly with no lock held: copied a round at a time, hashed, then handed back. The
+    /// node task, which needs the write lock to take a block, so waits at most for one
+    /// round's copy and the last step, never for the whole rehash (after a burst of
+    /// writes over a large index, tens of milliseconds).
     pub fn digest(&self) -> Hash {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.digest()
+        /// Buckets copied in one round (of 65,536): a few MiB at most.
+        const ROUND: usize = 4096;
+        /// A round that finds fewer buckets changed than this ends the rounds.
+        const FEW: usize = 256;
+        /// Rounds at most: enough for every bucket with writes landing meanwhile.
+        const ROUNDS: usize = 32;
+        let read = || self.index.read().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..ROUNDS {
+            let changed = read().digest_changed(ROUND);
+            if changed.len() < FEW {
+                break;
+            }
+            let hashed = changed.hash();
+            read().digest_settle(&hashed);
+        }
+        read().digest()
     }
 
     /// The public key that signs this store's writes.

@@ -84,7 +84,7 @@ fn empty_hashes() -> Vec<Bytes32> {
 }
 
 /// The tree above the buckets, brought up to date when the digest is asked for.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Tree {
     /// Non-empty nodes by heap position: 1 is the root, `BUCKETS + b` is bucket `b`.
     nodes: HashMap<u32, Bytes32>,
@@ -92,16 +92,59 @@ struct Tree {
     empty: Vec<Bytes32>,
     /// Buckets changed since the tree was last brought up to date.
     dirty: HashSet<u16>,
+    /// Buckets hashed again (see [`DigestTree::settle`]) whose ancestors are not yet.
+    settled: HashSet<u16>,
+}
+
+/// One bucket's leaves, sorted, and when they last changed.
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    leaves: Vec<Bytes32>,
+    /// The tree's change count at this bucket's last change.
+    stamp: u64,
 }
 
 /// The leaves of every bucket and the Merkle tree over them.
 #[derive(Debug, Default)]
 pub struct DigestTree {
-    /// Non-empty buckets: their leaves, sorted.
-    buckets: HashMap<u16, Vec<Bytes32>>,
+    /// Non-empty buckets.
+    buckets: HashMap<u16, Bucket>,
+    /// Changes so far: stamps a bucket's leaves, so that a copy hashed later can tell
+    /// whether they are still the bucket's.
+    changes: u64,
     /// Behind a lock so that the digest can be brought up to date through `&self`, by
     /// readers that share the index.
     tree: Mutex<Tree>,
+}
+
+/// Copies of changed buckets' leaves with their stamps, to hash with no lock held.
+#[derive(Debug, Default)]
+pub struct Changed(Vec<(u16, u64, Vec<Bytes32>)>);
+
+/// Hashes of buckets as they were when copied, with their stamps.
+#[derive(Debug, Default)]
+pub struct Hashed(Vec<(u16, u64, Bytes32)>);
+
+impl Changed {
+    /// Number of buckets copied.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no bucket was copied.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each bucket's hash: the costly part of a digest, which needs no lock.
+    pub fn hash(&self) -> Hashed {
+        Hashed(
+            self.0
+                .iter()
+                .map(|(b, stamp, leaves)| (*b, *stamp, bucket_hash(leaves)))
+                .collect(),
+        )
+    }
 }
 
 impl Clone for DigestTree {
@@ -109,11 +152,8 @@ impl Clone for DigestTree {
         let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
         DigestTree {
             buckets: self.buckets.clone(),
-            tree: Mutex::new(Tree {
-                nodes: tree.nodes.clone(),
-                empty: tree.empty.clone(),
-                dirty: tree.dirty.clone(),
-            }),
+            changes: self.changes,
+            tree: Mutex::new(tree.clone()),
         }
     }
 }
@@ -121,7 +161,10 @@ impl Clone for DigestTree {
 impl DigestTree {
     /// Replaces leaf `old` of bucket `b` by `new` (either may be absent).
     pub fn swap(&mut self, b: u16, old: Option<&Bytes32>, new: Option<Bytes32>) {
-        let leaves = self.buckets.entry(b).or_default();
+        self.changes += 1;
+        let bucket = self.buckets.entry(b).or_default();
+        bucket.stamp = self.changes;
+        let leaves = &mut bucket.leaves;
         if let Some(old) = old {
             if let Ok(i) = leaves.binary_search(old) {
                 leaves.remove(i);
@@ -140,8 +183,48 @@ impl DigestTree {
         tree.dirty.insert(b);
     }
 
-    /// The root, after rehashing the dirty buckets and their ancestors. Returns how many
-    /// hashes that took, for tests and benchmarks.
+    /// The stamp of bucket `b` (0 for an empty one: every empty bucket hashes alike).
+    fn stamp(&self, b: u16) -> u64 {
+        self.buckets.get(&b).map_or(0, |bucket| bucket.stamp)
+    }
+
+    /// Copies of at most `max` of the buckets changed since the digest was last brought
+    /// up to date, to hash with no lock held and hand back to [`DigestTree::settle`].
+    pub fn changed(&self, max: usize) -> Changed {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        Changed(
+            tree.dirty
+                .iter()
+                .take(max)
+                .map(|&b| {
+                    let leaves = self.buckets.get(&b).map(|bucket| bucket.leaves.clone());
+                    (b, self.stamp(b), leaves.unwrap_or_default())
+                })
+                .collect(),
+        )
+    }
+
+    /// Takes the hashes of buckets that have not changed since they were copied; a
+    /// bucket that has stays changed, to be hashed again.
+    pub fn settle(&self, hashed: &Hashed) {
+        let mut tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        let empty = bucket_hash(&[]);
+        for &(b, stamp, h) in &hashed.0 {
+            if stamp != self.stamp(b) || !tree.dirty.remove(&b) {
+                continue;
+            }
+            let at = BUCKETS + u32::from(b);
+            if h == empty {
+                tree.nodes.remove(&at);
+            } else {
+                tree.nodes.insert(at, h);
+            }
+            tree.settled.insert(b);
+        }
+    }
+
+    /// The root, after rehashing the changed buckets and the ancestors of those and of
+    /// the settled ones. Returns how many hashes that took, for tests and benchmarks.
     pub fn root(&self) -> (Hash, usize) {
         let mut tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
         if tree.empty.is_empty() {
@@ -151,6 +234,7 @@ impl DigestTree {
             nodes,
             empty,
             dirty,
+            settled,
         } = &mut *tree;
         let mut hashes = 0;
         let set = |nodes: &mut HashMap<u32, Bytes32>, at: u32, h: Bytes32, level: usize| {
@@ -165,12 +249,15 @@ impl DigestTree {
             let h = self
                 .buckets
                 .get(&b)
-                .map_or(empty[BUCKET_BITS as usize], |l| bucket_hash(l));
+                .map_or(empty[BUCKET_BITS as usize], |bucket| {
+                    bucket_hash(&bucket.leaves)
+                });
             hashes += 1;
             let at = BUCKETS + u32::from(b);
             set(nodes, at, h, BUCKET_BITS as usize);
             level.push(at / 2);
         }
+        level.extend(settled.drain().map(|b| (BUCKETS + u32::from(b)) / 2));
         for depth in (0..BUCKET_BITS as usize).rev() {
             level.sort_unstable();
             level.dedup();

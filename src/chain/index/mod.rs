@@ -3,6 +3,8 @@
 
 mod digest;
 
+pub use digest::{Changed, Hashed};
+
 use super::block::Block;
 use super::crypto::{AuthorKey, Hash, TxId};
 use super::sharded::ShardedMap;
@@ -142,6 +144,20 @@ impl Index {
     /// the keys changed since it was last asked for.
     pub fn digest(&self) -> Hash {
         self.digest.root().0
+    }
+
+    /// Copies of at most `max` of the digest's buckets changed since it was last asked
+    /// for: to hash with no lock held ([`Changed::hash`]) and hand back to
+    /// [`Index::digest_settle`], so that a reader of a large, busy index does not hold
+    /// the writer off for the whole rehash.
+    pub fn digest_changed(&self, max: usize) -> Changed {
+        self.digest.changed(max)
+    }
+
+    /// Takes bucket hashes made from [`Index::digest_changed`]'s copies; those of buckets
+    /// that changed since are dropped and hashed again later.
+    pub fn digest_settle(&self, hashed: &Hashed) {
+        self.digest.settle(hashed)
     }
 
     /// Like [`Index::digest`], also saying how many hashes bringing it up to date took.
@@ -293,6 +309,47 @@ mod digest_tests {
         index.undo(&blocks[0]);
         assert_eq!(index.digest(), from_scratch(&index), "undone to empty");
         assert_eq!(index.digest(), Index::new().digest());
+    }
+
+    #[test]
+    fn buckets_hashed_outside_the_lock_are_taken_only_if_unchanged() {
+        let blocks: Vec<Block> = (1..=3)
+            .map(|h| block(h, puts((h - 1) * 3_000, 3_000, h)))
+            .collect();
+        let fold = || Index::fold(&blocks);
+        // Hashes handed back save exactly their buckets' rehash, and change nothing.
+        let (plain, all_work) = fold().digest_counted();
+        let settled = fold();
+        let changed = settled.digest_changed(usize::MAX);
+        settled.digest_settle(&changed.hash());
+        let (digest, tree_work) = settled.digest_counted();
+        assert_eq!(digest, plain);
+        assert_eq!(all_work - tree_work, changed.len());
+
+        // Buckets that change between the copy and the hand-back are hashed again.
+        let mut index = fold();
+        let hashed = index.digest_changed(usize::MAX).hash();
+        index.apply(&block(4, puts(0, 500, 9)));
+        index.digest_settle(&hashed);
+        assert_eq!(
+            index.digest(),
+            from_scratch(&index),
+            "changed after the copy"
+        );
+
+        // In rounds, as the store does, with a block taken back between copy and settle.
+        let fifth = block(5, puts(10_000, 2_000, 5));
+        index.apply(&fifth);
+        let first = index.digest_changed(500).hash();
+        index.undo(&fifth);
+        index.digest_settle(&first);
+        let second = index.digest_changed(500).hash();
+        index.digest_settle(&second);
+        assert_eq!(
+            index.digest(),
+            from_scratch(&index),
+            "undone after the copy"
+        );
     }
 
     #[test]
