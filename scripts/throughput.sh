@@ -16,7 +16,10 @@
 # Environment: NODES (default 4), DIFFICULTY (default 16), CONFIRMATIONS (default 1),
 #   THREADS (mining threads per node, default 1), KVCHAIN_BENCH_PORT (p2p port base,
 #   default 4700: ports 4701.., HTTP 4801..), NODE_ARGS (more flags for every node),
-#   NET_LOG (the nodes' --log filter; default: warnings, and the node task's info lines).
+#   NET_LOG (the nodes' --log filter; default: warnings, and the node task's info lines),
+#   POLL_STATUS (seconds: ask node 1's GET /status this often during the run, as a
+#   dashboard would, and print how long the answers took; leave the node a free
+#   connection, e.g. --in-flight 250 against its 256).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 nodes=${NODES:-4}
@@ -63,7 +66,24 @@ echo "== $nodes nodes on loopback, difficulty $difficulty, --confirmations $conf
 echo "== run dir: $KVCHAIN_TESTNET_DIR"
 echo "== $bin bench ${bench_args[*]}"
 report=$KVCHAIN_TESTNET_DIR/bench.txt
+poll_pid=
+if [[ -n ${POLL_STATUS:-} ]]; then
+    [[ $POLL_STATUS =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "error: POLL_STATUS is a number of seconds" >&2; exit 2; }
+    command -v curl >/dev/null || { echo "error: POLL_STATUS needs curl" >&2; exit 2; }
+    polls=$KVCHAIN_TESTNET_DIR/status-polls.txt
+    # Bounded by the run: stopped by its pid once the bench returns.
+    while true; do
+        curl -s -o /dev/null -w '%{time_total}\n' --max-time 5 "${NODE_URLS[0]}/status" >>"$polls" || true
+        sleep "$POLL_STATUS"
+    done &
+    poll_pid=$!
+fi
 "$bin" bench "${BENCH_NODES[@]}" "${bench_args[@]}" | tee "$report"
+if [[ -n $poll_pid ]]; then
+    kill "$poll_pid" 2>/dev/null || true
+    wait "$poll_pid" 2>/dev/null || true
+    sort -n "$polls" | awk '{ t[NR] = $1 * 1000 } END { if (NR) printf "GET /status every %ss: %d answers, p50 %.1f ms, max %.1f ms\n", ENVIRON["POLL_STATUS"], NR, t[int((NR + 1) / 2)], t[NR] }'
+fi
 
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
 line="cpu per node (% of one core, over ${elapsed%.*} s):"
