@@ -242,7 +242,7 @@ impl Store {
     /// round's copy and the last step, never for the whole rehash (after a burst of
     /// writes over a large index, tens of milliseconds).
     pub fn digest(&self) -> Hash {
-        /// Buckets copied in one round (of 65,536): a few MiB at most.
+        /// Buckets copied in one round: a 16th of the 65,536, and of the leaves.
         const ROUND: usize = 4096;
         /// A round that finds fewer buckets changed than this ends the rounds.
         const FEW: usize = 256;
