@@ -71,8 +71,9 @@ if [[ -n ${POLL_STATUS:-} ]]; then
     [[ $POLL_STATUS =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "error: POLL_STATUS is a number of seconds" >&2; exit 2; }
     command -v curl >/dev/null || { echo "error: POLL_STATUS needs curl" >&2; exit 2; }
     polls=$KVCHAIN_TESTNET_DIR/status-polls.txt
-    # Bounded by the run: stopped by its pid once the bench returns.
-    while true; do
+    # Stopped by its pid once the bench returns, and ends by itself if this script
+    # exits first (a failed bench under set -e).
+    while kill -0 $$ 2>/dev/null; do
         curl -s -o /dev/null -w '%{time_total}\n' --max-time 5 "${NODE_URLS[0]}/status" >>"$polls" || true
         sleep "$POLL_STATUS"
     done &

@@ -83,6 +83,16 @@ fn empty_hashes() -> Vec<Bytes32> {
     levels
 }
 
+/// Keeps `h` as node `at`'s hash, or drops the node when `h` is its level's empty hash
+/// (empty subtrees are not stored).
+fn set_node(nodes: &mut HashMap<u32, Bytes32>, at: u32, h: Bytes32, empty: &Bytes32) {
+    if h == *empty {
+        nodes.remove(&at);
+    } else {
+        nodes.insert(at, h);
+    }
+}
+
 /// The tree above the buckets, brought up to date when the digest is asked for.
 #[derive(Clone, Debug, Default)]
 struct Tree {
@@ -196,9 +206,9 @@ impl DigestTree {
             tree.dirty
                 .iter()
                 .take(max)
-                .map(|&b| {
-                    let leaves = self.buckets.get(&b).map(|bucket| bucket.leaves.clone());
-                    (b, self.stamp(b), leaves.unwrap_or_default())
+                .map(|&b| match self.buckets.get(&b) {
+                    Some(bucket) => (b, bucket.stamp, bucket.leaves.clone()),
+                    None => (b, 0, Vec::new()),
                 })
                 .collect(),
         )
@@ -213,12 +223,7 @@ impl DigestTree {
             if stamp != self.stamp(b) || !tree.dirty.remove(&b) {
                 continue;
             }
-            let at = BUCKETS + u32::from(b);
-            if h == empty {
-                tree.nodes.remove(&at);
-            } else {
-                tree.nodes.insert(at, h);
-            }
+            set_node(&mut tree.nodes, BUCKETS + u32::from(b), h, &empty);
             tree.settled.insert(b);
         }
     }
@@ -237,13 +242,6 @@ impl DigestTree {
             settled,
         } = &mut *tree;
         let mut hashes = 0;
-        let set = |nodes: &mut HashMap<u32, Bytes32>, at: u32, h: Bytes32, level: usize| {
-            if h == empty[level] {
-                nodes.remove(&at);
-            } else {
-                nodes.insert(at, h);
-            }
-        };
         let mut level: Vec<u32> = Vec::new();
         for b in dirty.drain() {
             let h = self
@@ -254,7 +252,7 @@ impl DigestTree {
                 });
             hashes += 1;
             let at = BUCKETS + u32::from(b);
-            set(nodes, at, h, BUCKET_BITS as usize);
+            set_node(nodes, at, h, &empty[BUCKET_BITS as usize]);
             level.push(at / 2);
         }
         level.extend(settled.drain().map(|b| (BUCKETS + u32::from(b)) / 2));
@@ -265,7 +263,7 @@ impl DigestTree {
                 let child = |i: u32| nodes.get(&i).copied().unwrap_or(empty[depth + 1]);
                 let h = node_hash(&child(2 * at), &child(2 * at + 1));
                 hashes += 1;
-                set(nodes, at, h, depth);
+                set_node(nodes, at, h, &empty[depth]);
             }
             for at in &mut level {
                 *at /= 2;
