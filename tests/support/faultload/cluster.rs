@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for a started node to serve HTTP.
 const START_WAIT: Duration = Duration::from_secs(60);
+/// Starts a node gets on fresh ports when another process took its own first.
+const PORT_TRIES: u32 = 3;
+/// What a node prints when its port is taken (`src/net/transport.rs`, the HTTP bind).
+const PORT_TAKEN: &str = "already in use";
 
 /// How to run the cluster.
 #[derive(Clone, Debug)]
@@ -165,9 +169,28 @@ impl Cluster {
             tmp: Some(tmp),
         };
         for i in 0..cluster.slots.len() {
-            cluster.restart(i);
+            cluster.first_start(i);
         }
         cluster
+    }
+
+    /// Starts node `i` for the first time. On loopback, if another process took one of
+    /// its ports since they were chosen (no peer or client knows them yet), it gets new
+    /// ones and starts again, up to [`PORT_TRIES`] times.
+    fn first_start(&mut self, i: usize) {
+        for _ in 1..PORT_TRIES {
+            match self.launch(i) {
+                Ok(()) => return,
+                Err(e) if self.lan.is_none() && e.contains(PORT_TAKEN) => {
+                    println!("faultload: node {i}'s port was taken; new ports");
+                    let s = &mut self.slots[i];
+                    s.listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+                    s.http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        self.restart(i)
     }
 
     /// Number of nodes.
@@ -235,6 +258,14 @@ impl Cluster {
     /// Starts node `i` on its data dir and ports (a restart if it ran before), joining
     /// through every other node whose address is known; waits until it serves HTTP.
     pub fn restart(&mut self, i: usize) {
+        if let Err(e) = self.launch(i) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Cluster::restart`], with what the node printed as the error if it does not
+    /// come up.
+    fn launch(&mut self, i: usize) -> Result<(), String> {
         self.kill(i);
         let bootstrap: Vec<String> = (0..self.len())
             .filter(|&j| j != i)
@@ -303,10 +334,11 @@ impl Cluster {
             Err(e) => {
                 let text = std::fs::read(self.slots[i].stdout()).unwrap_or_default();
                 let text = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
-                panic!(
+                self.kill(i);
+                return Err(format!(
                     "node {i} is not up: {e}\n{text}\n{}",
                     tail(&self.slots[i].log(), 30)
-                );
+                ));
             }
         };
         self.slots[i].peer_id = Some(info.peer_id);
@@ -315,6 +347,7 @@ impl Cluster {
             "faultload: node {i} up (start {n}, pid {pid}) after {:.1} s",
             start.elapsed().as_secs_f64()
         );
+        Ok(())
     }
 
     /// Stdout lines of node `i` since it was first started (every start appends).

@@ -46,17 +46,26 @@ pub fn free_port() -> u16 {
     }
     let span = low - FLOOR;
     let base = std::process::id().wrapping_mul(7_919) % span;
-    for _ in 0..ATTEMPTS {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = FLOOR + (base + n) % span;
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port below {low} after {ATTEMPTS} tries");
+    let candidates =
+        (0..ATTEMPTS).map(|_| FLOOR + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % span);
+    first_free(candidates, bindable)
+        .unwrap_or_else(|| panic!("no free loopback port below {low} after {ATTEMPTS} tries"))
+}
+
+/// Whether a listener can bind `port` on 127.0.0.1 right now.
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// The first of `candidates` that is a port number and that `free` accepts.
+fn first_free(
+    candidates: impl IntoIterator<Item = u32>,
+    mut free: impl FnMut(u16) -> bool,
+) -> Option<u16> {
+    candidates
+        .into_iter()
+        .filter_map(|p| u16::try_from(p).ok())
+        .find(|&p| free(p))
 }
 
 #[cfg(test)]
@@ -64,22 +73,52 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// Ports come from below the ephemeral range, are bindable, and never repeat, even
-    /// while the earlier ones are not bound by anyone.
+    /// Ports come from below the ephemeral range and never repeat, even while the
+    /// earlier ones are not bound by anyone. (Whether a port is still free a moment
+    /// later depends on every other process on the machine, so it is not asserted.)
     #[test]
-    fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+    fn ports_are_distinct_and_below_the_ephemeral_range() {
         let low = ephemeral_low();
         let ports: Vec<u16> = (0..64).map(|_| free_port()).collect();
         let distinct: HashSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
-        for p in ports {
-            if room_below(low) {
+        if room_below(low) {
+            for p in ports {
                 assert!(
                     (FLOOR..low).contains(&u32::from(p)),
                     "port {p} not in {FLOOR}..{low}"
                 );
             }
-            TcpListener::bind(("127.0.0.1", p)).expect("a handed-out port binds");
         }
+    }
+
+    /// A port some socket listens on is never handed out.
+    #[test]
+    fn a_port_someone_listens_on_is_skipped() {
+        // Listeners this test holds for its whole length (a port taken by another
+        // process between `free_port` and the bind here is just passed over).
+        let held: Vec<TcpListener> = (0..50)
+            .filter_map(|_| TcpListener::bind(("127.0.0.1", free_port())).ok())
+            .take(3)
+            .collect();
+        assert_eq!(held.len(), 3, "could not hold three loopback ports");
+        let ports: Vec<u32> = held
+            .iter()
+            .map(|l| u32::from(l.local_addr().expect("local addr").port()))
+            .collect();
+        assert_eq!(first_free(ports.clone(), bindable), None);
+        assert_eq!(first_free(ports.iter().rev().copied(), bindable), None);
+    }
+
+    /// The first candidate that is a port number and passes the check is the one taken.
+    #[test]
+    fn the_first_acceptable_candidate_is_taken() {
+        let free = |p: u16| p.is_multiple_of(2);
+        assert_eq!(
+            first_free([70_000, 12_001, 12_002, 12_004], free),
+            Some(12_002)
+        );
+        assert_eq!(first_free([65_536, 12_001, 12_003], free), None);
+        assert_eq!(first_free([], free), None);
     }
 }
