@@ -155,7 +155,7 @@ impl Console {
                     "hashrate": i.hashrate,
                     "syncing": i.syncing,
                     "sync_target": i.sync_target,
-                    "digest": store.digest().to_string(),
+                    "digest": store.digest_async().await.to_string(),
                 });
                 say(v.to_string());
             }
@@ -179,11 +179,14 @@ impl Console {
                     i.mining, i.hashrate
                 ));
                 say(format!("syncing: {}", if i.syncing { "yes" } else { "no" }));
-                say(format!("digest: {}", store.digest()));
+                say(format!("digest: {}", store.digest_async().await));
             }
             ConsoleCommand::Digest => {
                 let height = self.node.info().await.ok_or("node stopped")?.height;
-                say(format!("digest {} at height {height}", store.digest()));
+                say(format!(
+                    "digest {} at height {height}",
+                    store.digest_async().await
+                ));
             }
             ConsoleCommand::Peers => {
                 let net = self.net.as_ref().ok_or("no network")?;

@@ -92,13 +92,13 @@ pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiEr
         "difficulty": i.difficulty, "mempool": i.mempool, "orphans": i.orphans, "side_blocks": i.side_blocks,
         "mining": i.mining.to_string(), "mining_active": i.mining_active, "hashrate": i.hashrate,
         "peers": i.peers, "syncing": i.syncing, "sync_target": i.sync_target,
-        "confirmations": s.confirmations, "digest": s.node.store().digest().to_hex(),
+        "confirmations": s.confirmations, "digest": s.node.store().digest_async().await.to_hex(),
     })))
 }
 
 /// `GET /digest`: the hash of the whole index, to compare nodes in one line.
 pub async fn digest(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
-    let digest = s.node.store().digest();
+    let digest = s.node.store().digest_async().await;
     let height = s.node.info().await.ok_or_else(ApiError::stopped)?.height;
     Ok(Json(json!({ "digest": digest.to_hex(), "height": height })))
 }

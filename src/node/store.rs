@@ -134,6 +134,8 @@ pub struct Store {
     /// cannot repeat in this process, nor, but with odds of 2^-64, after a restart. A
     /// read of the OS's random source per write was a system call each.
     nonces: Arc<AtomicU64>,
+    /// Held while [`Store::digest_async`] hashes, so that callers take turns.
+    digesting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -151,6 +153,7 @@ impl Store {
             nonces: Arc::new(AtomicU64::new(rand_core::RngCore::next_u64(
                 &mut rand_core::OsRng,
             ))),
+            digesting: Arc::default(),
         }
     }
 
@@ -258,6 +261,20 @@ impl Store {
             read().digest_settle(&hashed);
         }
         read().digest()
+    }
+
+    /// [`Store::digest`] on tokio's blocking pool, one caller at a time: an async caller
+    /// (the HTTP API, the console) never holds a runtime worker, which the node's writes
+    /// need, for a rehash, and a burst of callers hashes on one thread, each later one
+    /// finding little left to do.
+    pub async fn digest_async(&self) -> Hash {
+        let _turn = self.digesting.lock().await;
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.digest()).await {
+            Ok(digest) => digest,
+            // The runtime is shutting down and dropped the task before it ran.
+            Err(_) => self.digest(),
+        }
     }
 
     /// The public key that signs this store's writes.
