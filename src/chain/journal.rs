@@ -134,12 +134,19 @@ impl Journal {
     }
 
     fn compact(&mut self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         let frames: Vec<Vec<u8>> = self
             .pending()
             .into_iter()
             .map(|tx| codec::encode(&Record::Add(tx)))
             .collect();
         self.log.rewrite(&frames)?;
+        tracing::debug!(
+            pending = frames.len(),
+            finished = self.finished,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "journal compacted"
+        );
         self.finished = 0;
         Ok(())
     }
